@@ -1,0 +1,1 @@
+"""bridge: the PyTorch / MMDetection side of jaxloss."""

@@ -1,0 +1,47 @@
+"""jaxloss: loss-function search for object detection (CSE-Autoloss) on a batched JAX engine.
+
+The public API (see ../README.md):
+
+* :func:`parse` — a :class:`Loss` from the paper's or the release's notation;
+* :class:`Loss` — ``str()``, ``.latex()``, ``.sympy()``, ``.prefix()``, ``.branch``, structural
+  ``.key`` / ``==`` / ``hash()``, ``.canonical()``;
+* :data:`LIBRARY` — the known losses by name;
+* :func:`evaluate` — per-sample values of many losses in one compiled call;
+* :func:`sample` — random valid genomes; :class:`Population` — a batch of genomes;
+* :class:`FormulaError` — what bad formula text raises.
+
+The engine never imports torch; the PyTorch side lives in the ``bridge`` package.
+"""
+
+from jaxloss.branches import BRANCHES, Branch
+from jaxloss.errors import FormulaError
+from jaxloss.evaluate import as_population, evaluate
+from jaxloss.genome import Population
+from jaxloss.guards import GUARDS
+from jaxloss.library import INITIAL_LOSS, LIBRARY, RELEASE_FORMS
+from jaxloss.loss import Loss
+from jaxloss.parse import DEFAULT_MAX_NODES
+from jaxloss.sample import sample
+
+__version__ = "0.1.0"
+
+
+def parse(text: str, branch: str, max_nodes: int | None = DEFAULT_MAX_NODES) -> Loss:
+    """A :class:`Loss` from formula text.
+
+    Args:
+      text: the paper's notation (``-dot((1+sin(w))*y, log(softmax(x)))``) or the release's prefix
+        notation (``Neg(Dot(Mul(Y,Add(1,Sin(Z))),Log(Softmax(X))))``).
+      branch: ``"cls"``, ``"cls_binary"`` or ``"reg"``.
+      max_nodes: capacity: a formula needing more graph nodes raises FormulaError (None: no limit).
+
+    Raises:
+      FormulaError: naming the position and what was expected.
+    """
+    return Loss.parse(text, branch, max_nodes)
+
+
+__all__ = [
+    "BRANCHES", "Branch", "FormulaError", "GUARDS", "INITIAL_LOSS", "LIBRARY", "Loss",
+    "Population", "RELEASE_FORMS", "as_population", "evaluate", "parse", "sample",
+]

@@ -1,0 +1,27 @@
+"""User-facing errors of jaxloss."""
+
+from __future__ import annotations
+
+
+class FormulaError(ValueError):
+    """A formula text that cannot be read, or a loss that does not fit its branch or capacity.
+
+    Attributes:
+      text: the formula as given (None when the error is not about a text).
+      position: 0-based character offset of the problem in ``text`` (None when it has no position).
+      reason: what was wrong and what was expected, without the position display.
+    """
+
+    def __init__(self, reason: str, text: str | None = None, position: int | None = None):
+        self.reason = reason
+        self.text = text
+        self.position = position
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if self.text is None:
+            return self.reason
+        if self.position is None:
+            return f"{self.reason}\n  in formula: {self.text}"
+        return (f"{self.reason} (at position {self.position})\n"
+                f"  {self.text}\n  {' ' * self.position}^")
