@@ -89,3 +89,20 @@ def get(branch: str | Branch) -> Branch:
     except KeyError:
         raise ValueError(
             f"unknown branch {branch!r}: choose one of {', '.join(BRANCHES)}") from None
+
+
+def per_class_flags(graph, branch: str) -> list[bool]:
+    """Whether each node's value is per-class (``cls`` only): x, y, softmax(·), and element-wise
+    operators with a per-class operand; w, constants and dot(·, ·) are per-sample."""
+    spec = get(branch)
+    flags: list[bool] = []
+    for code, lhs, rhs in graph:
+        name = ops.OPS[code].name
+        arity = ops.OPS[code].arity
+        if not spec.class_axis or name == "dot" or (arity == 0 and name not in ("x", "y")):
+            flags.append(False)
+        elif name in ("x", "y", "softmax"):
+            flags.append(True)
+        else:
+            flags.append(flags[lhs] or (arity == 2 and flags[rhs]))
+    return flags

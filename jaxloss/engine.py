@@ -20,8 +20,9 @@ node's operator once:
 Shapes: a block's value buffer is [L + max_chunks·chunk, S] with L leaves and S points (S = N·K in
 the ``cls`` branch, whose per-sample values are broadcast along the K classes). Padding inside a
 chunk (a group whose size is not a multiple of ``chunk``) computes rows nobody reads. A population is
-split into blocks of B genomes mapped with ``lax.map`` inside the same compiled function; the number
-of blocks is rounded up to a power of two so that different population sizes share compilations.
+split into blocks of B genomes, run one after the other inside the same compiled function and
+sharing one value buffer; the number of blocks is rounded up to a power of two so that different
+population sizes share compilations (a block of padding genomes runs no chunk).
 
 Derivatives: the loop is a while loop, so use forward mode (``jax.jvp``, e.g. d loss / d x), not
 reverse mode, through this engine.
@@ -30,7 +31,6 @@ reverse mode, through this engine.
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
@@ -188,24 +188,25 @@ def _switch_branches(branch: branches.Branch, num_classes: int):
     return [make(code) for code in branch.operators]
 
 
-def evaluate_block(op, lhs, rhs, size, leaves, *, branch_name: str, chunk: int,
-                   num_classes: int) -> jax.Array:
-    """Per-sample values of a block of genomes.
+def run_block(op, lhs, rhs, size, buffer, *, branch_name: str, chunk: int,
+              num_classes: int) -> tuple[jax.Array, jax.Array]:
+    """Per-sample values of a block of genomes, computed in a value buffer that is reused.
 
     Args:
       op, lhs, rhs: int32 [B, capacity]; size: int32 [B].
-      leaves: float [L, S] values of the branch's leaves (inputs, then constants 1, 2, 3), with
-        S = N·K for ``cls`` (class axis last, per-sample inputs broadcast) and S = N otherwise.
+      buffer: float [L + max_chunks·chunk, S] whose first L rows hold the branch's leaves (inputs,
+        then constants 1, 2, 3), with S = N·K for ``cls`` (class axis last, per-sample inputs
+        broadcast) and S = N otherwise. The other rows are scratch: every row is written before
+        it is read, so the buffer can be passed from block to block without clearing.
       num_classes: K for ``cls``, 1 otherwise.
 
     Returns:
-      float [B, N] per-sample loss values (a per-class output is summed over classes).
+      (values, buffer): float [B, N] per-sample loss values (a per-class output is summed over
+      classes) and the buffer, to be reused by the next block.
     """
     branch = branches.get(branch_name)
     sched = schedule(op, lhs, rhs, size, branch_name=branch_name, chunk=chunk)
-    n_leaves, S = leaves.shape
-    m = sched.chunk_op.shape[0]
-    buffer = jnp.zeros((n_leaves + m * chunk, S), leaves.dtype).at[:n_leaves].set(leaves)
+    n_leaves = len(branch.leaves)
     fns = _switch_branches(branch, num_classes)
 
     def run_chunk(j, buf):
@@ -216,29 +217,50 @@ def evaluate_block(op, lhs, rhs, size, leaves, *, branch_name: str, chunk: int,
 
     buffer = lax.fori_loop(0, sched.n_chunks, run_chunk, buffer)
     out = buffer[sched.out_row].reshape(op.shape[0], -1, num_classes)
-    return jnp.where(sched.out_per_class[:, None], out.sum(-1), out[:, :, 0])
+    values = jnp.where(sched.out_per_class[:, None], JAX.sum_last(out)[:, :, 0], out[:, :, 0])
+    return values, buffer
 
 
-def block_size(capacity: int, points: int) -> int:
-    """Genomes per block: a power of two (8 to 1024) keeping the value buffer near BUFFER_ELEMENTS."""
-    b = BUFFER_ELEMENTS // max(1, capacity * points)
-    return int(min(1024, max(8, 1 << max(0, int(math.log2(max(b, 1)))))))
+MIN_BLOCK = 64
+"""Smallest block: small populations (a handful of losses, a test) share one compilation."""
+
+
+def block_size(capacity: int, points: int, population: int) -> int:
+    """Genomes per block, a power of two: large enough to give the (level, operator) groups many
+    nodes, small enough to keep the value buffer near BUFFER_ELEMENTS, and no larger than the
+    population needs (but at least MIN_BLOCK)."""
+    fits = BUFFER_ELEMENTS // max(1, capacity * points)
+    b = 1 << max(0, fits.bit_length() - 1)
+    b = min(b, 1 << max(0, (population - 1).bit_length()))
+    return int(min(1024, max(MIN_BLOCK, b)))
 
 
 @functools.partial(jax.jit, static_argnames=("branch_name", "chunk", "num_classes", "block"))
 def evaluate_population(op, lhs, rhs, size, leaves, *, branch_name: str, chunk: int,
                         num_classes: int, block: int) -> jax.Array:
-    """Per-sample values [P_padded, N] of a population padded to a whole number of blocks.
+    """Per-sample values [P, N] of a population padded to a whole number of blocks.
 
-    ``op``… have shape [n_blocks·block, capacity]; one compilation per (shapes, statics).
+    ``op``… have shape [n_blocks·block, capacity]; ``leaves`` [L, S] (see :func:`run_block`). One
+    value buffer serves every block (allocating and faulting in a fresh one per block would cost as
+    much as the arithmetic). One compilation per (shapes, statics).
     """
     P, cap = op.shape
     nb = P // block
-    split = lambda a: a.reshape((nb, block) + a.shape[1:])  # noqa: E731
-    per_block = functools.partial(evaluate_block, leaves=leaves, branch_name=branch_name,
-                                  chunk=chunk, num_classes=num_classes)
-    out = lax.map(lambda g: per_block(*g), (split(op), split(lhs), split(rhs), split(size)))
-    return out.reshape(P, -1)
+    n_leaves, S = leaves.shape
+    rows = n_leaves + max_chunks(block, cap, len(branches.get(branch_name).operators), chunk) * chunk
+    buffer = jnp.zeros((rows, S), leaves.dtype).at[:n_leaves].set(leaves)
+    n = S // num_classes
+    out = jnp.zeros((nb, block, n), leaves.dtype)
+
+    def one_block(i, carry):
+        out, buffer = carry
+        genomes = [lax.dynamic_slice_in_dim(a, i * block, block) for a in (op, lhs, rhs, size)]
+        values, buffer = run_block(*genomes, buffer, branch_name=branch_name, chunk=chunk,
+                                   num_classes=num_classes)
+        return out.at[i].set(values), buffer
+
+    out, _ = lax.fori_loop(0, nb, one_block, (out, buffer))
+    return out.reshape(P, n)
 
 
 def pad_population_arrays(op, lhs, rhs, size, block: int):

@@ -66,8 +66,7 @@ def evaluate(losses: Union[Population, LossLike, Iterable[LossLike]], *, branch:
     pop = as_population(losses, branch)
     check_valid(pop)
     leaves = leaf_table(pop.branch, inputs)
-    block = engine.block_size(pop.capacity, leaves.values.shape[1])
-    block = min(block, 1 << max(3, (len(pop) - 1).bit_length()))
+    block = engine.block_size(pop.capacity, leaves.values.shape[1], len(pop))
     arrays = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
     out = engine.evaluate_population(*arrays, jax.numpy.asarray(leaves.values),
                                      branch_name=pop.branch, chunk=chunk,

@@ -15,7 +15,7 @@ Choices worth knowing:
 * ``erf`` and ``gd`` in CSE-Autoloss-B_cls are the re-scaled Serf and Sgdf of the release (as every
   S-curve in jaxloss, see :mod:`jaxloss.ops`).
 
-Run ``python -m jaxloss.library`` for a check of every entry (parse, both notations, values).
+Run ``python -m jaxloss.library_check`` for a check of every entry (parse, both notations, values).
 """
 
 from __future__ import annotations
@@ -89,3 +89,4 @@ def entry(name: str) -> Entry:
         if e.name == name:
             return e
     raise KeyError(f"no library loss called {name!r}; known: {', '.join(LIBRARY)}")
+

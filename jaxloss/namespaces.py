@@ -14,13 +14,27 @@ import numpy as np
 import scipy.special
 
 
+def _sequential_last(combine, a):
+    """Reduce the (small, static) class axis left to right, keeping it as size 1.
+
+    XLA picks a reduction order that depends on the array's other dimensions, so ``jnp.sum`` over
+    the class axis could round differently depending on how many genomes share a chunk; a fixed
+    order makes every genome's values independent of its neighbours (bit for bit).
+    """
+    out = a[..., :1]
+    for k in range(1, a.shape[-1]):
+        out = combine(out, a[..., k:k + 1])
+    return out
+
+
 def _jax_namespace() -> SimpleNamespace:
     return SimpleNamespace(
         exp=jnp.exp, log=jnp.log, log1p=jnp.log1p, abs=jnp.abs, sqrt=jnp.sqrt, tanh=jnp.tanh,
         sin=jnp.sin, cos=jnp.cos, arctan=jnp.arctan, erf=jax.scipy.special.erf,
+        erfc=jax.scipy.special.erfc, where=jnp.where,
         sigmoid=jax.nn.sigmoid, minimum=jnp.minimum, maximum=jnp.maximum,
-        max_last=lambda a: jnp.max(a, axis=-1, keepdims=True),
-        sum_last=lambda a: jnp.sum(a, axis=-1, keepdims=True),
+        max_last=lambda a: _sequential_last(jnp.maximum, a),
+        sum_last=lambda a: _sequential_last(jnp.add, a),
         broadcast_like=lambda a, like: jnp.broadcast_to(a, like.shape),
     )
 
@@ -34,6 +48,7 @@ def _numpy_namespace() -> SimpleNamespace:
         exp=np.exp, log=np.log, log1p=np.log1p, abs=np.abs, sqrt=np.sqrt, tanh=np.tanh,
         sin=np.sin, cos=np.cos, arctan=np.arctan,
         erf=lambda a: scipy.special.erf(a).astype(a.dtype),
+        erfc=lambda a: scipy.special.erfc(a).astype(a.dtype), where=np.where,
         sigmoid=_numpy_sigmoid, minimum=np.minimum, maximum=np.maximum,
         max_last=lambda a: np.max(a, axis=-1, keepdims=True),
         sum_last=lambda a: np.sum(a, axis=-1, keepdims=True),

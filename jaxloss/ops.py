@@ -63,24 +63,39 @@ def _sigmoid(M, a):
 
 
 def _gd(M, a):
-    # Sgdf(a) = (1 + (2/π)·gd(π·a/4)) / 2 with gd(t) = 2·atan(tanh(t/2)): range (0, 1), slope 1/4 at 0.
-    return 0.5 + (2.0 / math.pi) * M.arctan(M.tanh((math.pi / 8.0) * a))
+    # Sgdf(a) = (1 + (2/π)·gd(π·a/4)) / 2 with gd(t) = 2·atan(tanh(t/2)): range (0, 1), slope 1/4
+    # at 0. Computed as the identical (2/π)·atan(exp(π·a/4)), mirrored for a > 0, which has no
+    # cancellation near 0 and 1 and finite derivatives everywhere (the clamps keep exp <= 1).
+    z = (math.pi / 4.0) * a
+    low = (2.0 / math.pi) * M.arctan(M.exp(M.minimum(z, 0.0)))
+    high = 1.0 - (2.0 / math.pi) * M.arctan(M.exp(-M.maximum(z, 0.0)))
+    return M.where(z < 0, low, high)
 
 
 def _alf(M, a):
-    # Salf(a) = (1 + (a/2) / sqrt(1 + (a/2)²)) / 2: range (0, 1), slope 1/4 at 0.
+    # Salf(a) = (1 + h/sqrt(1 + h²)) / 2 with h = a/2: range (0, 1), slope 1/4 at 0. Computed through
+    # the complement c = 1 - |h|/sqrt(1 + h²) in a form that neither cancels nor overflows:
+    # c = 1/(s(s + t)) with s = sqrt(1 + t²) for t = |h| <= 1, and c = v²/(r(r + 1)) with v = 1/t,
+    # r = sqrt(1 + v²) beyond; then Salf = c/2 for h < 0 and 1 - c/2 otherwise.
     h = 0.5 * a
-    return 0.5 + 0.5 * h / M.sqrt(1.0 + h * h)
+    t = M.abs(h)
+    ts = M.minimum(t, 1.0)
+    s = M.sqrt(1.0 + ts * ts)
+    v = 1.0 / M.maximum(t, 1.0)
+    r = M.sqrt(1.0 + v * v)
+    c = M.where(t <= 1.0, 1.0 / (s * (s + ts)), v * v / (r * (r + 1.0)))
+    return M.where(h < 0, 0.5 * c, 1.0 - 0.5 * c)
 
 
 def _erf(M, a):
-    # Serf(a) = (1 + erf(√π·a/4)) / 2: range (0, 1), slope 1/4 at 0.
-    return 0.5 + 0.5 * M.erf((SQRT_PI / 4.0) * a)
+    # Serf(a) = (1 + erf(√π·a/4)) / 2 = erfc(-√π·a/4) / 2: range (0, 1), slope 1/4 at 0 (the erfc
+    # form keeps its accuracy as the value approaches 0).
+    return 0.5 * M.erfc(-(SQRT_PI / 4.0) * a)
 
 
 def _erfc(M, a):
-    # 1 - Serf(a): the release has no erfc; this is the re-scaled complement, range (0, 1).
-    return 0.5 - 0.5 * M.erf((SQRT_PI / 4.0) * a)
+    # 1 - Serf(a) = erfc(√π·a/4) / 2: the release has no erfc; this is the re-scaled complement.
+    return 0.5 * M.erfc((SQRT_PI / 4.0) * a)
 
 
 def _tanh(M, a):

@@ -2,7 +2,9 @@
 # Build (or repair) the project's virtual environment in .venv, from nothing, on a fresh machine.
 #
 #   scripts/setup.sh            set up if needed; a complete venv is checked in seconds
-#   scripts/setup.sh --force    reinstall everything into the existing venv
+#   scripts/setup.sh --force    re-run every install step into the existing venv
+#   scripts/setup.sh --freeze   after a change to requirements/base.txt: rewrite the full pin list
+#                               requirements/constraints.txt from the venv
 #
 # A venv is trusted only when it carries the completion stamp .venv/.jaxloss-setup that records the
 # hash of the requirement files and of this script, written as the very last step. An interrupted
@@ -18,7 +20,13 @@ venv="${JAXLOSS_VENV:-$root/.venv}"
 stamp="$venv/.jaxloss-setup"
 python_bin="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 force=0
-[[ "${1:-}" == "--force" ]] && force=1
+freeze=0
+case "${1:-}" in
+  --force) force=1 ;;
+  --freeze) force=1; freeze=1 ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--force | --freeze]" >&2; exit 2 ;;
+esac
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -42,10 +50,17 @@ if ! venv_works; then
 fi
 rm -f "$stamp"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+constraints=(-c "$root/requirements/constraints.txt")
+[[ $freeze == 1 ]] && constraints=()
+
+# pip on these machines warns about every package missing from a local extra index; only noise.
+run_pip() {
+  "${pip[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 
 say "installing pinned packages (torch, jax, mmengine, mmdet, ...)"
-"${pip[@]}" install -q --upgrade "pip==25.3"
-"${pip[@]}" install -q -r "$root/requirements/base.txt" -c "$root/requirements/constraints.txt"
+run_pip install -q --upgrade "pip==25.3"
+run_pip install -q -r "$root/requirements/base.txt" "${constraints[@]}"
 
 # mmcv 2.1.0 with its compiled ops (RoIAlign, nms, ...): there is no wheel for torch 2.14, so build it.
 # torch 2.14's headers need C++20 but mmcv's setup.py appends -std=c++17: the compiler wrapper rewrites
@@ -56,14 +71,14 @@ if ! "$venv/bin/python" -c 'import mmcv, mmcv.ops; assert mmcv.__version__ == "2
   say "building mmcv 2.1.0 with compiled ops (about 6 minutes on 2 cores, once per machine)"
   CXX="$root/scripts/cxx-c++20" CFLAGS="-DNDEBUG -O3 -fwrapv" MMCV_WITH_OPS=1 FORCE_CUDA=0 \
     MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-    "${pip[@]}" install -q --no-build-isolation "mmcv==2.1.0" -c "$root/requirements/constraints.txt"
+    run_pip install -q --no-build-isolation "mmcv==2.1.0" "${constraints[@]}"
 fi
 
 say "installing the project (editable)"
-"${pip[@]}" install -q --no-deps --no-build-isolation -e "$root"
+run_pip install -q --no-deps --no-build-isolation -e "$root"
 
-say "checking imports"
-"$venv/bin/python" - <<'PY'
+check_imports() {
+  "$venv/bin/python" - <<'PY'
 import importlib
 for name in ["jax", "evosax", "orbax.checkpoint", "sympy", "torch", "torchvision", "mmengine",
              "mmcv.ops", "mmdet", "pycocotools.coco", "matplotlib", "hypothesis", "jaxloss", "bridge"]:
@@ -73,6 +88,24 @@ assert mmcv.__version__ == "2.1.0", mmcv.__version__
 assert mmdet.__version__ == "3.3.0", mmdet.__version__
 assert torch.__version__.startswith("2.14.1"), torch.__version__
 PY
+}
+
+say "checking imports"
+if ! check_imports; then
+  # files of a package can be missing although pip's metadata says it is installed (an install
+  # killed half-way): reinstall everything once, then check again
+  say "an import failed: reinstalling every pinned package"
+  run_pip install -q --force-reinstall -r "$root/requirements/base.txt" "${constraints[@]}"
+  check_imports
+fi
+
+if [[ $freeze == 1 ]]; then
+  { echo "# Every package of the project's .venv, pinned (pip freeze after scripts/setup.sh). Passed to pip as"
+    echo "# constraints: regenerate with scripts/setup.sh --freeze after changing requirements/base.txt."
+    "${pip[@]}" freeze --exclude-editable | grep -v '^-e '; } >"$root/requirements/constraints.txt.new"
+  mv "$root/requirements/constraints.txt.new" "$root/requirements/constraints.txt"
+  say "rewrote requirements/constraints.txt"
+fi
 
 wanted_stamp >"$stamp"
 say "environment ready: $venv"
