@@ -24,8 +24,9 @@ split into blocks of B genomes, run one after the other inside the same compiled
 sharing one value buffer; the number of blocks is rounded up to a power of two so that different
 population sizes share compilations (a block of padding genomes runs no chunk).
 
-Derivatives: the loop is a while loop, so use forward mode (``jax.jvp``, e.g. d loss / d x), not
-reverse mode, through this engine.
+Derivatives: give ``leaf_tangents`` (a direction in input space, e.g. 1 on the rows of x) and every
+node carries its derivative along it, computed with the node by that operator's ``jax.jvp`` (forward
+mode; the loop is a while loop, which reverse mode cannot go through).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def max_chunks(block: int, capacity: int, n_operators: int, chunk: int) -> int:
     return nodes // chunk + groups + 1
 
 
-def schedule(op, lhs, rhs, size, *, branch_name: str, chunk: int) -> Schedule:
+def schedule(op, lhs, rhs, size, *, branch_name: str, chunk: int, own: tuple = ()) -> Schedule:
     """Assign every operator node of a block of genomes to a chunk and a buffer row.
 
     Args:
@@ -106,6 +107,9 @@ def schedule(op, lhs, rhs, size, *, branch_name: str, chunk: int) -> Schedule:
       size: int32 [B] node counts.
       branch_name: the branch (decides the leaves and the switch order).
       chunk: nodes per chunk.
+      own: names of the inputs that differ from genome to genome (e.g. ``("x",)`` when each
+        candidate has trained its own model); their rows follow the shared leaves, ``len(own)`` rows
+        per genome, and the chunks start after them.
     """
     branch = branches.get(branch_name)
     t = tables(branch_name)
@@ -146,9 +150,14 @@ def schedule(op, lhs, rhs, size, *, branch_name: str, chunk: int) -> Schedule:
     chunk_slot = rank % chunk
     n_chunks = jnp.sum(new_chunk)
 
-    sorted_row = n_leaves + chunk_id * chunk + chunk_slot
+    first_chunk_row = n_leaves + B * len(own)
+    sorted_row = first_chunk_row + chunk_id * chunk + chunk_slot
     op_row = jnp.zeros(n, jnp.int32).at[order].set(jnp.where(valid, sorted_row, 0)).reshape(B, cap)
-    node_row = jnp.where(is_op, op_row, jnp.maximum(leaf_row, 0))
+    leaf_row = jnp.maximum(leaf_row, 0)
+    genome = jnp.arange(B)[:, None]
+    for k, name in enumerate(own):
+        leaf_row = jnp.where(op == ops.code(name), n_leaves + genome * len(own) + k, leaf_row)
+    node_row = jnp.where(is_op, op_row, leaf_row)
 
     lhs_row = jnp.take_along_axis(node_row, lhs, 1).reshape(n)[order]
     rhs_row = jnp.take_along_axis(node_row, rhs, 1).reshape(n)[order]
@@ -188,9 +197,9 @@ def _switch_branches(branch: branches.Branch, num_classes: int):
     return [make(code) for code in branch.operators]
 
 
-def run_block(op, lhs, rhs, size, buffer, *, branch_name: str, chunk: int,
-              num_classes: int) -> tuple[jax.Array, jax.Array]:
-    """Per-sample values of a block of genomes, computed in a value buffer that is reused.
+def run_block(op, lhs, rhs, size, buffer, tbuffer=None, own_leaves=None, own_tangents=None, *,
+              branch_name: str, chunk: int, num_classes: int, own: tuple = ()):
+    """Per-sample values (and optionally derivatives) of a block of genomes.
 
     Args:
       op, lhs, rhs: int32 [B, capacity]; size: int32 [B].
@@ -198,27 +207,60 @@ def run_block(op, lhs, rhs, size, buffer, *, branch_name: str, chunk: int,
         then constants 1, 2, 3), with S = N·K for ``cls`` (class axis last, per-sample inputs
         broadcast) and S = N otherwise. The other rows are scratch: every row is written before
         it is read, so the buffer can be passed from block to block without clearing.
+      tbuffer: optional tangent buffer of the same shape, its first L rows a direction in leaf
+        space; every node's derivative along it is computed with the node (forward mode, one
+        operator's ``jax.jvp`` at a time, so the loop itself is never transformed).
+      own_leaves, own_tangents: [B, len(own), S] values (and tangents) of the inputs named in
+        ``own`` for each genome of the block; their shared rows in ``buffer`` are ignored.
       num_classes: K for ``cls``, 1 otherwise.
 
     Returns:
-      (values, buffer): float [B, N] per-sample loss values (a per-class output is summed over
-      classes) and the buffer, to be reused by the next block.
+      (values, tangents, buffer, tbuffer): float [B, N] per-sample loss values (a per-class
+      output is summed over classes), their derivatives (None without ``tbuffer``), and the
+      buffers, to be reused by the next block.
     """
     branch = branches.get(branch_name)
-    sched = schedule(op, lhs, rhs, size, branch_name=branch_name, chunk=chunk)
+    sched = schedule(op, lhs, rhs, size, branch_name=branch_name, chunk=chunk, own=own)
+    B = op.shape[0]
     n_leaves = len(branch.leaves)
+    first_chunk_row = n_leaves + B * len(own)
     fns = _switch_branches(branch, num_classes)
+    if own:
+        S = buffer.shape[1]
+        buffer = lax.dynamic_update_slice(buffer, own_leaves.reshape(-1, S), (n_leaves, 0))
+        if tbuffer is not None:
+            tbuffer = lax.dynamic_update_slice(tbuffer, own_tangents.reshape(-1, S), (n_leaves, 0))
 
-    def run_chunk(j, buf):
-        a = buf[sched.chunk_lhs[j]]
-        b = buf[sched.chunk_rhs[j]]
-        result = lax.switch(sched.chunk_op[j], fns, a, b)
-        return lax.dynamic_update_slice(buf, result.astype(buf.dtype), (n_leaves + j * chunk, 0))
+    def read(buf, rows):
+        out = buf[rows].reshape(B, -1, num_classes)
+        return jnp.where(sched.out_per_class[:, None], JAX.sum_last(out)[:, :, 0], out[:, :, 0])
 
-    buffer = lax.fori_loop(0, sched.n_chunks, run_chunk, buffer)
-    out = buffer[sched.out_row].reshape(op.shape[0], -1, num_classes)
-    values = jnp.where(sched.out_per_class[:, None], JAX.sum_last(out)[:, :, 0], out[:, :, 0])
-    return values, buffer
+    if tbuffer is None:
+        def run_chunk(j, buf):
+            a, b = buf[sched.chunk_lhs[j]], buf[sched.chunk_rhs[j]]
+            result = lax.switch(sched.chunk_op[j], fns, a, b)
+            return lax.dynamic_update_slice(buf, result, (first_chunk_row + j * chunk, 0))
+
+        buffer = lax.fori_loop(0, sched.n_chunks, run_chunk, buffer)
+        return read(buffer, sched.out_row), None, buffer, None
+
+    dual_fns = [functools.partial(_dual, fn) for fn in fns]
+
+    def run_dual_chunk(j, bufs):
+        buf, tbuf = bufs
+        rows_a, rows_b = sched.chunk_lhs[j], sched.chunk_rhs[j]
+        result, tangent = lax.switch(sched.chunk_op[j], dual_fns, buf[rows_a], buf[rows_b],
+                                     tbuf[rows_a], tbuf[rows_b])
+        at = (first_chunk_row + j * chunk, 0)
+        return lax.dynamic_update_slice(buf, result, at), lax.dynamic_update_slice(tbuf, tangent, at)
+
+    buffer, tbuffer = lax.fori_loop(0, sched.n_chunks, run_dual_chunk, (buffer, tbuffer))
+    return read(buffer, sched.out_row), read(tbuffer, sched.out_row), buffer, tbuffer
+
+
+def _dual(fn, a, b, ta, tb):
+    """Value and directional derivative of one operator on a slab (forward mode)."""
+    return jax.jvp(fn, (a, b), (ta, tb))
 
 
 MIN_BLOCK = 64
@@ -235,32 +277,66 @@ def block_size(capacity: int, points: int, population: int) -> int:
     return int(min(1024, max(MIN_BLOCK, b)))
 
 
-@functools.partial(jax.jit, static_argnames=("branch_name", "chunk", "num_classes", "block"))
-def evaluate_population(op, lhs, rhs, size, leaves, *, branch_name: str, chunk: int,
-                        num_classes: int, block: int) -> jax.Array:
-    """Per-sample values [P, N] of a population padded to a whole number of blocks.
+def identity_reduce(values, tangents):
+    """The default per-block reduction: the values themselves ([B, N])."""
+    return values
 
-    ``op``… have shape [n_blocks·block, capacity]; ``leaves`` [L, S] (see :func:`run_block`). One
-    value buffer serves every block (allocating and faulting in a fresh one per block would cost as
-    much as the arithmetic). One compilation per (shapes, statics).
+
+@functools.partial(jax.jit, static_argnames=("branch_name", "chunk", "num_classes", "block",
+                                             "reduce", "own"))
+def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leaves=None,
+                        own_tangents=None, *, branch_name: str, chunk: int, num_classes: int,
+                        block: int, reduce=identity_reduce, own: tuple = ()):
+    """Per-sample values of a population padded to a whole number of blocks, reduced per block.
+
+    Args:
+      op, lhs, rhs: int32 [n_blocks·block, capacity]; size: int32 [n_blocks·block].
+      leaves: float [L, S] leaf table (see :func:`run_block`).
+      leaf_tangents: optional float [L, S]: a direction in leaf space (e.g. 1 on the rows of x).
+        When given, derivatives along it are computed alongside, in forward mode.
+      own_leaves, own_tangents: optional [n_blocks·block, len(own), S]: per-genome values (and
+        tangents) of the inputs named in ``own`` (static), e.g. each candidate's own predictions.
+      reduce: static function ``(values [B, N], tangents [B, N] or None) -> pytree of [B, ...]``
+        applied to each block inside the compiled call (default: the values themselves), so that a
+        check can keep a few numbers per genome instead of every value.
+
+    Returns:
+      the reduced pytree with leading dimension n_blocks·block.
+
+    One value buffer (and one tangent buffer) serves every block: allocating and faulting in a
+    fresh one per block would cost as much as the arithmetic. One compilation per (shapes, statics).
     """
     P, cap = op.shape
     nb = P // block
     n_leaves, S = leaves.shape
-    rows = n_leaves + max_chunks(block, cap, len(branches.get(branch_name).operators), chunk) * chunk
+    rows = n_leaves + block * len(own) + \
+        max_chunks(block, cap, len(branches.get(branch_name).operators), chunk) * chunk
     buffer = jnp.zeros((rows, S), leaves.dtype).at[:n_leaves].set(leaves)
-    n = S // num_classes
-    out = jnp.zeros((nb, block, n), leaves.dtype)
+    with_tangents = leaf_tangents is not None
+    tbuffer = jnp.zeros((rows, S), leaves.dtype).at[:n_leaves].set(leaf_tangents) \
+        if with_tangents else None
+    genomes = (op, lhs, rhs, size)
+
+    def reduced_block(i, buffer, tbuffer):
+        g = [lax.dynamic_slice_in_dim(a, i * block, block) for a in genomes]
+        mine = [None if a is None else lax.dynamic_slice_in_dim(a, i * block, block)
+                for a in (own_leaves, own_tangents)]
+        values, tangents, buffer, tbuffer = run_block(
+            *g, buffer, tbuffer, *mine, branch_name=branch_name, chunk=chunk,
+            num_classes=num_classes, own=own)
+        return reduce(values, tangents), buffer, tbuffer
+
+    shapes = jax.eval_shape(lambda b, t: reduced_block(0, b, t)[0], buffer, tbuffer)
+    out = jax.tree.map(lambda s: jnp.zeros((nb,) + s.shape, s.dtype), shapes)
 
     def one_block(i, carry):
-        out, buffer = carry
-        genomes = [lax.dynamic_slice_in_dim(a, i * block, block) for a in (op, lhs, rhs, size)]
-        values, buffer = run_block(*genomes, buffer, branch_name=branch_name, chunk=chunk,
-                                   num_classes=num_classes)
-        return out.at[i].set(values), buffer
+        out, buffer, tbuffer = carry
+        reduced, buffer, tbuffer = reduced_block(i, buffer, tbuffer)
+        out = jax.tree.map(lambda o, r: o.at[i].set(r), out, reduced)
+        return out, buffer, tbuffer
 
-    out, _ = lax.fori_loop(0, nb, one_block, (out, buffer))
-    return out.reshape(P, n)
+    out, _, _ = lax.fori_loop(0, nb, one_block, (out, buffer, tbuffer))
+    return jax.tree.map(lambda o: o.reshape((P,) + o.shape[2:]), out)
 
 
 def pad_population_arrays(op, lhs, rhs, size, block: int):

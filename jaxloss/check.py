@@ -1,0 +1,274 @@
+"""``jaxloss.check``: the computational-validity and convergence-property filters (paper §3.2.2).
+
+Every candidate is evaluated on its branch's fixed check points (:mod:`jaxloss.check_grid`) with the
+derivative along the prediction computed alongside in forward mode (exact, no finite differences),
+and judged from a few measured quantities:
+
+===================  ==========================================================================
+reason               rejected when
+===================  ==========================================================================
+``invalid``          a value or derivative on the grid is NaN or ±inf
+``not_monotonic``    (``cls``, ``cls_binary``) the loss rises along a positive-score sweep or falls
+                     along a negative-score sweep by more than MONO_ATOL + MONO_RTOL·|value|
+                     beyond the best value seen so far on that sweep
+``inconsistent``     (``reg``) along a family of boxes moving away from the target, the loss falls
+                     below the best (lowest-distance) value by more than that tolerance: it is not
+                     lowest at the target, or not non-decreasing with distance
+``flat``             along some curve the loss changes by less than FLAT_ATOL + FLAT_RTOL·scale
+                     between its ends (scale: the largest |value| on that curve): it does not
+                     respond to the prediction (or to the box) there
+``not_convergent``   (``cls``, ``cls_binary``) |dL/dx| at the positive score x = 16 exceeds
+                     GRAD_RTOL·max(1, max |dL/dx| on the sweep): the gradient does not vanish as
+                     the positive score → +∞
+===================  ==========================================================================
+
+Reasons are tested in that order; the first that applies is reported. Tolerances allow float32
+rounding (a few ulp of the values) and nothing that a real oscillation or bump would hide in.
+
+Two passes in one compiled call: a *screen* on a subset of the points (1/8 of each curve, both ends
+kept), then the full grid for the screen's survivors only. Every check is "for all points", so a
+failure on the subset is a failure on the full grid: the verdict (passed or not) is exactly that of
+the full grid. A candidate rejected by the screen reports the first reason found on the subset,
+with the subset's measures (``measures["grid"]`` says which).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss import branches, engine
+from jaxloss.check_grid import CheckGrid, check_grid
+from jaxloss.evaluate import as_population
+from jaxloss.genome import Population, check_valid
+from jaxloss.inputs import leaf_table
+
+MONO_ATOL = 1e-6
+MONO_RTOL = 1e-4
+FLAT_ATOL = 1e-4
+FLAT_RTOL = 1e-3
+GRAD_RTOL = 1e-3
+SCREEN_STRIDE = 8
+
+REASONS = ("invalid", "flat", "not_monotonic", "not_convergent", "inconsistent")
+"""Stable reason codes (``reason_code`` k + 1 is ``REASONS[k]``); the order of testing is
+invalid, not_monotonic / inconsistent, flat, not_convergent."""
+
+MEASURES = ("nonfinite", "worst_violation", "min_change", "flat_margin", "grad_end",
+            "grad_scale")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict on one candidate.
+
+    Attributes:
+      passed: True when no check rejected it.
+      reason: None, or the first failed check (one of :data:`REASONS`).
+      measures: the quantities behind the verdict: ``nonfinite`` (count of NaN/inf values and
+        derivatives), ``worst_violation`` (largest monotonicity excess beyond tolerance; > 0 means
+        violated), ``min_change`` (smallest |first - last value| of a curve), ``flat_margin``
+        (smallest change beyond the flatness tolerance of its curve; < 0 means flat),
+        ``grad_end`` (|dL/dx| at the positive end), ``grad_scale`` (max(1, max |dL/dx| on the
+        positive sweeps)), ``grid`` ("screen" or "full": the points they were measured on).
+    """
+
+    passed: bool
+    reason: str | None
+    measures: dict
+
+
+class Verdicts(Sequence[Verdict]):
+    """One verdict per candidate, backed by arrays.
+
+    Attributes:
+      passed: bool [P].
+      reason_code: int32 [P]: 0 passed, k + 1 for ``REASONS[k]``.
+      measures: name → float [P] (see :class:`Verdict`); ``screened``: bool [P], True where the
+        verdict came from the screen.
+      branch: the branch.
+    """
+
+    def __init__(self, reason_code: np.ndarray, measures: dict[str, np.ndarray],
+                 screened: np.ndarray, branch: str):
+        self.reason_code = np.asarray(reason_code, np.int32)
+        self.passed = self.reason_code == 0
+        self.measures = measures
+        self.screened = np.asarray(screened, bool)
+        self.branch = branch
+
+    def __len__(self) -> int:
+        return len(self.reason_code)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        code = int(self.reason_code[k])
+        measures = {name: float(v[k]) for name, v in self.measures.items()}
+        measures["grid"] = "screen" if self.screened[k] else "full"
+        return Verdict(code == 0, None if code == 0 else REASONS[code - 1], measures)
+
+    def __iter__(self) -> Iterator[Verdict]:
+        return (self[k] for k in range(len(self)))
+
+    @property
+    def reasons(self) -> list[str | None]:
+        return [None if c == 0 else REASONS[c - 1] for c in self.reason_code]
+
+    def counts(self) -> dict[str, int]:
+        """How many candidates passed and how many each reason rejected."""
+        out = {"checked": len(self), "passed": int(self.passed.sum())}
+        for k, name in enumerate(REASONS):
+            n = int(np.sum(self.reason_code == k + 1))
+            if n:
+                out[name] = n
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# measures, computed per block inside the compiled call
+# ---------------------------------------------------------------------------------------------
+
+def _curve_measures(values, idx: np.ndarray, direction: int):
+    """Monotonicity excess and flatness along curves that must move in ``direction``.
+
+    values: [B, N]; idx: [n_curves, steps] sample indices; direction -1 (must not increase) or +1
+    (must not decrease). Returns, per candidate [B]: the worst excess over the monotone
+    tolerance (> 0: violated), the smallest |first - last| over the curves, and the smallest
+    flatness margin |first - last| - (FLAT_ATOL + FLAT_RTOL·max |value| on that curve) (< 0: flat).
+    A curve moving the wrong way shows in the excess; the change only tells flat curves.
+    """
+    L = values[:, idx]  # [B, n_curves, steps]
+    M = -direction * L  # must not increase
+    best_before = jax.lax.cummin(M, axis=2)[:, :, :-1]
+    excess = M[:, :, 1:] - best_before - (MONO_ATOL + MONO_RTOL * jnp.abs(L[:, :, 1:]))
+    change = jnp.abs(M[:, :, 0] - M[:, :, -1])
+    margin = change - (FLAT_ATOL + FLAT_RTOL * jnp.abs(L).max(axis=2))
+    return excess.max(axis=(1, 2)), change.min(axis=1), margin.min(axis=1)
+
+
+def _measures(values, tangents, *, curves: tuple, convergence: tuple, positive: tuple):
+    """Per-candidate measures of one block, stacked as :data:`MEASURES` ([B, 6]); curves are
+    static tuples of (sample indices, direction)."""
+    finite = jnp.isfinite(values)
+    if tangents is not None:
+        finite &= jnp.isfinite(tangents)
+    nonfinite = jnp.sum(~finite, axis=1).astype(values.dtype)
+    safe = jnp.where(jnp.isfinite(values), values, 0.0)
+    worst = jnp.full(values.shape[:1], -jnp.inf, values.dtype)
+    min_change = jnp.full(values.shape[:1], jnp.inf, values.dtype)
+    flat_margin = jnp.full(values.shape[:1], jnp.inf, values.dtype)
+    for idx, direction in curves:
+        w, c, f = _curve_measures(safe, np.asarray(idx), direction)
+        worst = jnp.maximum(worst, w)
+        min_change = jnp.minimum(min_change, c)
+        flat_margin = jnp.minimum(flat_margin, f)
+    if tangents is not None and convergence:
+        g = jnp.abs(jnp.where(jnp.isfinite(tangents), tangents, 0.0))
+        grad_end = g[:, np.asarray(convergence)].max(axis=1)
+        grad_scale = jnp.maximum(1.0, g[:, np.asarray(positive)].max(axis=1))
+    else:
+        grad_end = jnp.zeros_like(nonfinite)
+        grad_scale = jnp.ones_like(nonfinite)
+    return jnp.stack([nonfinite, worst, min_change, flat_margin, grad_end, grad_scale], axis=1)
+
+
+def _reason_codes(m, property_reason: int, with_convergence: bool):
+    """Reason code per candidate from the stacked measures [P, len(MEASURES)]."""
+    nonfinite, worst, _, flat_margin, grad_end, grad_scale = (m[:, k] for k in range(6))
+    code = jnp.zeros(m.shape[0], jnp.int32)
+    if with_convergence:
+        code = jnp.where(grad_end > GRAD_RTOL * grad_scale, 4, code)
+    code = jnp.where(flat_margin < 0, 2, code)
+    code = jnp.where(worst > 0, property_reason, code)
+    return jnp.where(nonfinite > 0, 1, code)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A check grid turned into engine inputs and a static per-block reduction."""
+
+    leaves: np.ndarray
+    tangents: np.ndarray | None
+    num_classes: int
+    reduce: object
+
+
+def _tupled(a: np.ndarray):
+    return tuple(map(tuple, a.tolist())) if a.ndim == 2 else tuple(a.tolist())
+
+
+@functools.lru_cache(maxsize=None)
+def _prepare(branch: str, stride: int) -> _Prepared:
+    grid: CheckGrid = check_grid(branch)
+    if stride > 1:
+        grid = grid.subset(stride)
+    table = leaf_table(branch, grid.inputs)
+    tangents = None
+    if grid.tangent is not None:
+        spec = branches.get(branch)
+        tangents = np.zeros_like(table.values)
+        tangents[spec.inputs.index("x")] = grid.tangent.reshape(-1)
+    curves = tuple((_tupled(idx), grid.directions[name]) for name, idx in grid.curves.items())
+    positive = tuple(np.ravel(grid.curves["positive"]).tolist()) if "positive" in grid.curves \
+        else ()
+    reduce = functools.partial(_measures, curves=curves, convergence=_tupled(grid.convergence),
+                               positive=positive)
+    return _Prepared(table.values, tangents, table.num_classes, reduce)
+
+
+@functools.partial(jax.jit, static_argnames=("branch", "chunk", "block"))
+def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_leaves,
+                      full_tangents, *, branch: str, chunk: int, block: int):
+    """Screen, then the full grid for the survivors (moved to the front, the rest given size 0 so
+    their blocks run no chunk). Returns (reason codes [P], measures [P, 6], screened [P])."""
+    screen, full = _prepare(branch, SCREEN_STRIDE), _prepare(branch, 1)
+    property_reason = 5 if branch == "reg" else 3
+    with_convergence = branch != "reg"
+    common = dict(branch_name=branch, chunk=chunk, block=block)
+    m_screen = engine.evaluate_population(op, lhs, rhs, size, screen_leaves, screen_tangents,
+                                          num_classes=screen.num_classes, reduce=screen.reduce,
+                                          **common)
+    code_screen = _reason_codes(m_screen, property_reason, with_convergence)
+    rejected = code_screen > 0
+    order = jnp.argsort(rejected, stable=True)
+    size_full = jnp.where(rejected, 0, size)[order]
+    m_full = engine.evaluate_population(op[order], lhs[order], rhs[order], size_full, full_leaves,
+                                        full_tangents, num_classes=full.num_classes,
+                                        reduce=full.reduce, **common)
+    m_full = jnp.zeros_like(m_full).at[order].set(m_full)
+    measures = jnp.where(rejected[:, None], m_screen, m_full)
+    code = jnp.where(rejected, code_screen, _reason_codes(m_full, property_reason,
+                                                          with_convergence))
+    return code, measures, rejected
+
+
+def check(losses, branch: str | None = None, *, chunk: int = engine.DEFAULT_CHUNK) -> Verdicts:
+    """Judge every candidate with the validity and convergence-property checks.
+
+    Args:
+      losses: a :class:`Population`, a :class:`Loss`, formula text, or a list of those.
+      branch: needed only for formula text.
+
+    Returns:
+      :class:`Verdicts`: one :class:`Verdict` per candidate (``.passed``, ``.reason``,
+      ``.measures``), plus array views and ``counts()`` for funnel statistics.
+    """
+    pop: Population = as_population(losses, branch)
+    check_valid(pop)
+    screen, full = _prepare(pop.branch, SCREEN_STRIDE), _prepare(pop.branch, 1)
+    points = max(screen.leaves.shape[1], full.leaves.shape[1])
+    block = engine.block_size(pop.capacity, points, len(pop))
+    arrays = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
+    code, measures, screened = _check_population(
+        *arrays, screen.leaves, screen.tangents, full.leaves, full.tangents, branch=pop.branch,
+        chunk=chunk, block=block)
+    n = len(pop)
+    measures = np.asarray(measures[:n])
+    return Verdicts(np.asarray(code[:n]), {name: measures[:, k] for k, name in enumerate(MEASURES)},
+                    np.asarray(screened[:n]), pop.branch)
