@@ -7,6 +7,9 @@ The public API (see ../README.md):
   ``.key`` / ``==`` / ``hash()``, ``.canonical()``;
 * :data:`LIBRARY` — the known losses by name;
 * :func:`evaluate` — per-sample values of many losses in one compiled call;
+* :func:`check` — validity and convergence-property verdicts (and, optionally, the mini
+  optimization simulation) for a whole population in one compiled call;
+* :func:`simulate` — the mini optimization simulation alone; :func:`funnel` — stage statistics;
 * :func:`sample` — random valid genomes; :class:`Population` — a batch of genomes;
 * :class:`FormulaError` — what bad formula text raises.
 
@@ -14,12 +17,15 @@ The engine never imports torch; the PyTorch side lives in the ``bridge`` package
 """
 
 from jaxloss.branches import BRANCHES, Branch
+from jaxloss.checks import REASONS, Verdict, Verdicts, check
 from jaxloss.errors import FormulaError
 from jaxloss.evaluate import as_population, evaluate
 from jaxloss.genome import Population
 from jaxloss.guards import GUARDS
 from jaxloss.library import INITIAL_LOSS, LIBRARY, RELEASE_FORMS
+from jaxloss.funnel import funnel
 from jaxloss.loss import Loss
+from jaxloss.minisim import simulate
 from jaxloss.parse import DEFAULT_MAX_NODES
 from jaxloss.sample import sample
 
@@ -43,5 +49,6 @@ def parse(text: str, branch: str, max_nodes: int | None = DEFAULT_MAX_NODES) -> 
 
 __all__ = [
     "BRANCHES", "Branch", "FormulaError", "GUARDS", "INITIAL_LOSS", "LIBRARY", "Loss",
-    "Population", "RELEASE_FORMS", "as_population", "evaluate", "parse", "sample",
+    "Population", "REASONS", "RELEASE_FORMS", "Verdict", "Verdicts", "as_population", "check",
+    "evaluate", "funnel", "parse", "sample", "simulate",
 ]

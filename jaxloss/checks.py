@@ -55,9 +55,11 @@ FLAT_RTOL = 1e-3
 GRAD_RTOL = 1e-3
 SCREEN_STRIDE = 8
 
-REASONS = ("invalid", "flat", "not_monotonic", "not_convergent", "inconsistent")
+REASONS = ("invalid", "flat", "not_monotonic", "not_convergent", "inconsistent", "not_learning")
 """Stable reason codes (``reason_code`` k + 1 is ``REASONS[k]``); the order of testing is
-invalid, not_monotonic / inconsistent, flat, not_convergent."""
+invalid, not_monotonic / inconsistent, flat, not_convergent, then (with ``simulate=True``)
+not_learning."""
+NOT_LEARNING = REASONS.index("not_learning") + 1
 
 MEASURES = ("nonfinite", "worst_violation", "min_change", "flat_margin", "grad_end",
             "grad_scale")
@@ -75,7 +77,8 @@ class Verdict:
         violated), ``min_change`` (smallest |first - last value| of a curve), ``flat_margin``
         (smallest change beyond the flatness tolerance of its curve; < 0 means flat),
         ``grad_end`` (|dL/dx| at the positive end), ``grad_scale`` (max(1, max |dL/dx| on the
-        positive sweeps)), ``grid`` ("screen" or "full": the points they were measured on).
+        positive sweeps)), ``grid`` ("screen" or "full": the points they were measured on); with
+        the simulation, ``sim_score`` (NaN if not simulated) and ``sim_threshold``.
     """
 
     passed: bool
@@ -222,15 +225,21 @@ def _prepare(branch: str, stride: int) -> _Prepared:
     return _Prepared(table.values, tangents, table.num_classes, reduce)
 
 
-@functools.partial(jax.jit, static_argnames=("branch", "chunk", "block"))
+@functools.partial(jax.jit, static_argnames=("branch", "chunk", "block", "use_screen"))
 def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_leaves,
-                      full_tangents, *, branch: str, chunk: int, block: int):
+                      full_tangents, *, branch: str, chunk: int, block: int, use_screen: bool):
     """Screen, then the full grid for the survivors (moved to the front, the rest given size 0 so
     their blocks run no chunk). Returns (reason codes [P], measures [P, 6], screened [P])."""
     screen, full = _prepare(branch, SCREEN_STRIDE), _prepare(branch, 1)
     property_reason = 5 if branch == "reg" else 3
     with_convergence = branch != "reg"
     common = dict(branch_name=branch, chunk=chunk, block=block)
+    if not use_screen:
+        m_full = engine.evaluate_population(op, lhs, rhs, size, full_leaves, full_tangents,
+                                            num_classes=full.num_classes, reduce=full.reduce,
+                                            **common)
+        return (_reason_codes(m_full, property_reason, with_convergence), m_full,
+                jnp.zeros(op.shape[0], bool))
     m_screen = engine.evaluate_population(op, lhs, rhs, size, screen_leaves, screen_tangents,
                                           num_classes=screen.num_classes, reduce=screen.reduce,
                                           **common)
@@ -248,12 +257,19 @@ def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_l
     return code, measures, rejected
 
 
-def check(losses, branch: str | None = None, *, chunk: int = engine.DEFAULT_CHUNK) -> Verdicts:
+def check(losses, branch: str | None = None, *, simulate: bool = False, screen: bool = True,
+          chunk: int = engine.DEFAULT_CHUNK) -> Verdicts:
     """Judge every candidate with the validity and convergence-property checks.
 
     Args:
       losses: a :class:`Population`, a :class:`Loss`, formula text, or a list of those.
       branch: needed only for formula text.
+      simulate: also run the mini optimization simulation (:mod:`jaxloss.minisim`) on the
+        candidates that pass the property checks, one per class of functionally equivalent
+        candidates (:mod:`jaxloss.equivalence`), and reject those that do not learn
+        (``not_learning``; measures ``sim_score``, ``sim_threshold``).
+      screen: screen on a subset first (default); False checks every candidate on the full grid
+        (same verdicts, reasons and measures from the full grid, slower).
 
     Returns:
       :class:`Verdicts`: one :class:`Verdict` per candidate (``.passed``, ``.reason``,
@@ -261,14 +277,94 @@ def check(losses, branch: str | None = None, *, chunk: int = engine.DEFAULT_CHUN
     """
     pop: Population = as_population(losses, branch)
     check_valid(pop)
-    screen, full = _prepare(pop.branch, SCREEN_STRIDE), _prepare(pop.branch, 1)
-    points = max(screen.leaves.shape[1], full.leaves.shape[1])
-    block = engine.block_size(pop.capacity, points, len(pop))
+    sub, full = _prepare(pop.branch, SCREEN_STRIDE), _prepare(pop.branch, 1)
+    block = engine.block_size(pop.capacity, full.leaves.shape[1], len(pop))
     arrays = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
     code, measures, screened = _check_population(
-        *arrays, screen.leaves, screen.tangents, full.leaves, full.tangents, branch=pop.branch,
-        chunk=chunk, block=block)
+        *arrays, sub.leaves, sub.tangents, full.leaves, full.tangents, branch=pop.branch,
+        chunk=chunk, block=block, use_screen=screen)
     n = len(pop)
+    code = np.array(code[:n])
     measures = np.asarray(measures[:n])
-    return Verdicts(np.asarray(code[:n]), {name: measures[:, k] for k, name in enumerate(MEASURES)},
-                    np.asarray(screened[:n]), pop.branch)
+    named = {name: measures[:, k] for k, name in enumerate(MEASURES)}
+    if simulate:
+        _simulate_survivors(pop, code, named, chunk)
+    return Verdicts(code, named, np.asarray(screened[:n]), pop.branch)
+
+
+def _simulate_survivors(pop: Population, code: np.ndarray, measures: dict, chunk: int) -> None:
+    """Run the mini simulation on the property survivors (one per equivalence class), in place:
+    rejected candidates get NOT_LEARNING, everyone gets ``sim_score`` (NaN where not simulated)."""
+    from jaxloss import equivalence, minisim
+
+    survivors = np.flatnonzero(code == 0)
+    score = np.full(len(pop), np.nan, np.float32)
+    limit = minisim.threshold(pop.branch)
+    if survivors.size:
+        sub = pop.numpy()[survivors]
+        representatives, inverse = equivalence.classes(sub)
+        result = minisim.simulate(sub[representatives], chunk=chunk)
+        learned = result.learned[inverse]
+        score[survivors] = result.score[inverse]
+        code[survivors[~learned]] = NOT_LEARNING
+    measures["sim_score"] = score
+    measures["sim_threshold"] = np.full(len(pop), limit, np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# the same verdict from values computed elsewhere (NumPy), for baselines and cross-checks
+# ---------------------------------------------------------------------------------------------
+
+def grid_inputs(branch: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The full check grid's inputs and derivative direction (for evaluating a loss elsewhere)."""
+    grid = check_grid(branch)
+    return grid.inputs, grid.tangent
+
+
+def _measures_numpy(values: np.ndarray, derivatives, *, curves, convergence, positive):
+    """NumPy twin of :func:`_measures` for one candidate (values, derivatives [N])."""
+    finite = np.isfinite(values)
+    if derivatives is not None:
+        finite &= np.isfinite(derivatives)
+    safe = np.where(np.isfinite(values), values, 0.0)
+    worst, min_change, flat_margin = -np.inf, np.inf, np.inf
+    for idx, direction in curves:
+        L = safe[np.asarray(idx)]
+        M = -direction * L
+        best_before = np.minimum.accumulate(M, axis=1)[:, :-1]
+        excess = M[:, 1:] - best_before - (MONO_ATOL + MONO_RTOL * np.abs(L[:, 1:]))
+        change = np.abs(M[:, 0] - M[:, -1])
+        worst = max(worst, float(excess.max()))
+        min_change = min(min_change, float(change.min()))
+        flat_margin = min(flat_margin, float(
+            (change - (FLAT_ATOL + FLAT_RTOL * np.abs(L).max(axis=1))).min()))
+    grad_end, grad_scale = 0.0, 1.0
+    if derivatives is not None and convergence:
+        g = np.abs(np.where(np.isfinite(derivatives), derivatives, 0.0))
+        grad_end = float(g[np.asarray(convergence)].max())
+        grad_scale = max(1.0, float(g[np.asarray(positive)].max()))
+    return np.array([np.sum(~finite), worst, min_change, flat_margin, grad_end, grad_scale],
+                    np.float64)
+
+
+def verdict_from_values(values: np.ndarray, derivatives: np.ndarray | None,
+                        branch: str) -> tuple[str | None, dict]:
+    """The full-grid verdict of one loss from its values [N] and derivatives [N] on the grid of
+    :func:`grid_inputs`, with the same measures and tolerances as :func:`check` (in NumPy: for
+    baselines that evaluate losses one by one, and for cross-checking the batched path)."""
+    full = _prepare(branch, 1)
+    m = _measures_numpy(np.asarray(values, np.float32), None if derivatives is None or
+                        branch == "reg" else np.asarray(derivatives, np.float32),
+                        **full.reduce.keywords)
+    nonfinite, worst, _, flat_margin, grad_end, grad_scale = m
+    code = 0
+    if branch != "reg" and grad_end > GRAD_RTOL * grad_scale:
+        code = 4
+    if flat_margin < 0:
+        code = 2
+    if worst > 0:
+        code = 5 if branch == "reg" else 3
+    if nonfinite > 0:
+        code = 1
+    return (None if code == 0 else REASONS[code - 1],
+            {name: float(m[k]) for k, name in enumerate(MEASURES)})
