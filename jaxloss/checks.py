@@ -233,7 +233,8 @@ def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_l
     screen, full = _prepare(branch, SCREEN_STRIDE), _prepare(branch, 1)
     property_reason = 5 if branch == "reg" else 3
     with_convergence = branch != "reg"
-    common = dict(branch_name=branch, chunk=chunk, block=block)
+    common = dict(branch_name=branch, chunk=chunk, block=block,
+                  tangent_inputs=() if branch == "reg" else ("x",))
     if not use_screen:
         m_full = engine.evaluate_population(op, lhs, rhs, size, full_leaves, full_tangents,
                                             num_classes=full.num_classes, reduce=full.reduce,

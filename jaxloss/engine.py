@@ -3,30 +3,38 @@
 Why not a vmapped interpreter: under ``jax.vmap`` a ``lax.switch`` over the operators becomes a
 select that computes *every* operator at every node, about 20 operators' work for one useful result
 (measured ~7,500 candidates/s, no faster than PyTorch eager one by one). This engine computes each
-node's operator once:
+node's operator once, and skips what needs no computing:
 
-1. **Schedule** (integer work, vectorised over a block of B genomes): give every operator node its
-   *level* (1 + the highest level of its operands; leaves are level 0), sort all B·capacity nodes by
-   (level, operator), and cut each (level, operator) group into *chunks* of ``chunk`` nodes. All
-   nodes of a chunk have the same operator, and every operand of a chunk lies in a lower level, so
-   chunks can run in sorted order. Each node is given a row of a value buffer: the leaves' rows
-   first (the branch's inputs and constants, shared by all genomes), then ``chunk`` rows per chunk.
-2. **Run** a loop over the chunks that exist (a data-dependent trip count; padding genomes add
-   none): gather the operands' rows, ``lax.switch`` on the chunk's *scalar* operator (so only that
-   operator runs, on a [chunk, S] slab), and write the result rows in place
+1. **Analyse** (integer and scalar work, vectorised over a block of B genomes, one pass over the
+   slots): every node's *level* (1 + the highest level of its operands), whether it depends on an
+   input at all, whether it depends on the inputs the derivative is taken along, and whether it is
+   per-class (``cls``). Nodes that depend on no input are *constants*: their values are computed
+   once per genome on a [B, K] slab (the same operator functions, so the same guards), not on every
+   point.
+2. **Schedule**: sort the nodes that need rows by (level, kind of work, operator) and cut each
+   group into *chunks* of ``chunk`` nodes. A chunk is one operator on [chunk, S]: value only, value
+   and derivative (forward mode, only for nodes that depend on the derivative's inputs), or a
+   constant broadcast (constants that a point-wise node or the output reads). Every operand of a
+   chunk lies in a lower level, so chunks run in sorted order. Rows of a value buffer: the leaves
+   first (the branch's inputs and constants 1, 2, 3, shared by all genomes; then per-genome inputs,
+   if any), then ``chunk`` rows per chunk.
+3. **Run** a loop over the chunks that exist (a data-dependent trip count; padding genomes add
+   none): ``lax.switch`` on the chunk's *scalar* branch index, whose branch gathers just the operand
+   rows its operator needs and computes it; the result rows are written in place
    (``dynamic_update_slice``).
-3. **Read** each genome's output row.
+4. **Read** each genome's output row.
 
-Shapes: a block's value buffer is [L + max_chunks·chunk, S] with L leaves and S points (S = N·K in
-the ``cls`` branch, whose per-sample values are broadcast along the K classes). Padding inside a
-chunk (a group whose size is not a multiple of ``chunk``) computes rows nobody reads. A population is
-split into blocks of B genomes, run one after the other inside the same compiled function and
-sharing one value buffer; the number of blocks is rounded up to a power of two so that different
-population sizes share compilations (a block of padding genomes runs no chunk).
+Shapes: a block's value buffer is [rows, S] with S points (S = N·K in the ``cls`` branch, whose
+per-sample values are broadcast along the K classes). Padding inside a chunk computes rows nobody
+reads. A population is split into blocks of B genomes, run one after the other inside the same
+compiled function and sharing one value buffer; the number of blocks is rounded up to a power of two
+so that different population sizes share compilations (a block of padding genomes runs no chunk).
+A genome's values never depend on the other genomes of its block (bit for bit).
 
 Derivatives: give ``leaf_tangents`` (a direction in input space, e.g. 1 on the rows of x) and every
-node carries its derivative along it, computed with the node by that operator's ``jax.jvp`` (forward
-mode; the loop is a while loop, which reverse mode cannot go through).
+node that depends on those inputs carries its derivative along it, computed with the node by that
+operator's ``jax.jvp``; the others carry a zero derivative without computing one. Forward mode: the
+loop is a while loop, which reverse mode cannot go through.
 """
 
 from __future__ import annotations
@@ -43,20 +51,22 @@ from jaxloss import branches, ops
 from jaxloss.genome import ARITY
 from jaxloss.namespaces import JAX
 
-DEFAULT_CHUNK = 8
+DEFAULT_CHUNK = 4
 """Nodes per chunk: larger amortises loop overhead, smaller wastes less on partial chunks."""
 
-BUFFER_ELEMENTS = 1 << 23
-"""Target size of one block's value buffer in elements (32 MiB in float32); sets the block size."""
+BUFFER_ELEMENTS = 1 << 24
+"""Target size of one block's value buffer in elements (64 MiB in float32); sets the block size."""
 
 
 class Tables(NamedTuple):
-    """Per-opcode lookup tables of a branch (int32 arrays indexed by opcode)."""
+    """Per-opcode lookup tables of a branch (arrays indexed by opcode)."""
 
-    leaf_row: np.ndarray  # row of the leaf in the value buffer, -1 for operators and NOP
-    switch: np.ndarray  # branch index of the operator in the lax.switch, 0 otherwise
-    arity: np.ndarray
-    kind: np.ndarray  # 1 per-class, 0 per-sample, -1 inherited from the operands (element-wise)
+    leaf_row: np.ndarray  # int32: row of the leaf in the value buffer, -1 for operators and NOP
+    switch: np.ndarray  # int32: index of the operator in the branch's operator list, 0 otherwise
+    arity: np.ndarray  # int32
+    kind: np.ndarray  # int32: 1 per-class, 0 per-sample, -1 inherited from the operands
+    is_input: np.ndarray  # bool: an input (x, y, w, i, u, e)
+    constant: np.ndarray  # float32: value of a constant leaf (1, 2, 3), 0 otherwise
 
 
 @functools.lru_cache(maxsize=None)
@@ -74,71 +84,140 @@ def tables(branch_name: str) -> Tables:
     for name in ("x", "y", "softmax"):
         kind[ops.code(name)] = 1 if branch.class_axis else 0
     kind[ops.code("dot")] = 0
-    return Tables(leaf_row, switch, ARITY, kind)
+    is_input = np.zeros(ops.NUM_OPCODES, bool)
+    is_input[[ops.code(n) for n in ops.INPUT_NAMES]] = True
+    constant = np.zeros(ops.NUM_OPCODES, np.float32)
+    for code, value in ops.CONSTANTS.items():
+        constant[code] = value
+    return Tables(leaf_row, switch, ARITY, kind, is_input, constant)
 
 
 class Schedule(NamedTuple):
     """Where every node of a block lives in the value buffer and in which chunk it is computed.
 
-    Shapes: ``chunk_op`` [max_chunks]; ``chunk_lhs``/``chunk_rhs`` [max_chunks, chunk] operand rows;
-    ``n_chunks`` scalar; ``out_row`` [B]; ``out_per_class`` [B] bool.
+    Shapes: ``chunk_branch`` [max_chunks] (index into the run loop's switch); ``chunk_lhs`` /
+    ``chunk_rhs`` [max_chunks, chunk] operand rows; ``chunk_const`` [max_chunks, chunk] values of
+    constant-broadcast chunks; ``n_chunks`` scalar; ``out_row`` [B]; ``out_per_class`` [B] bool.
     """
 
-    chunk_op: jax.Array
+    chunk_branch: jax.Array
     chunk_lhs: jax.Array
     chunk_rhs: jax.Array
+    chunk_const: jax.Array
     n_chunks: jax.Array
     out_row: jax.Array
     out_per_class: jax.Array
 
 
 def max_chunks(block: int, capacity: int, n_operators: int, chunk: int) -> int:
-    """Upper bound on the chunks of a block: full chunks plus one partial chunk per group."""
+    """Upper bound on the chunks of a block: full chunks plus one partial chunk per group
+    (levels × (value-only, dual) × operators, plus the constant broadcasts)."""
     nodes = block * capacity
-    groups = min(nodes, max(capacity - 1, 1) * n_operators)
+    groups = min(nodes, max(capacity - 1, 1) * (2 * n_operators) + 1)
     return nodes // chunk + groups + 1
 
 
-def schedule(op, lhs, rhs, size, *, branch_name: str, chunk: int, own: tuple = ()) -> Schedule:
-    """Assign every operator node of a block of genomes to a chunk and a buffer row.
+def _constant_values(fns, a, b, index):
+    """Every operator applied to constant operands [B, K]; the one at ``index`` [B] kept."""
+    results = jnp.stack([fn(a, b) for fn in fns])  # [n_ops, B, K]
+    return jnp.take_along_axis(results, index[None, :, None], axis=0)[0]
+
+
+def analyse(op, lhs, rhs, size, *, branch_name: str, num_classes: int, tangent_inputs: tuple):
+    """Per-node facts of a block, in one pass over the slots (operands point backwards).
+
+    Returns a dict of [B, capacity] arrays: ``level`` (int32; 0 for leaves and constants),
+    ``per_class`` (bool), ``depends`` (depends on an input), ``tangent`` (depends on an input in
+    ``tangent_inputs``), ``value`` (float32: the value of constant nodes, uniform over classes).
+    """
+    branch = branches.get(branch_name)
+    t = tables(branch_name)
+    B, cap = op.shape
+    arity = jnp.asarray(t.arity)[op]
+    fixed_kind = jnp.asarray(t.kind)[op]
+    is_input = jnp.asarray(t.is_input)[op]
+    is_tangent_input = jnp.zeros_like(is_input)
+    for name in tangent_inputs:
+        is_tangent_input |= op == ops.code(name)
+    leaf_value = jnp.asarray(t.constant)[op]
+    switch = jnp.asarray(t.switch)[op]
+    fns = _scalar_functions(branch)
+
+    def slot(k, facts):
+        level, kind, depends, tangent, value = facts
+        a, b = lhs[:, k], rhs[:, k]
+        take = lambda x, i: jnp.take_along_axis(x, i[:, None], 1)[:, 0]  # noqa: E731
+        binary = arity[:, k] == 2
+        leaf = arity[:, k] == 0
+        dep = jnp.where(leaf, is_input[:, k],
+                        take(depends, a) | (binary & take(depends, b)))
+        tan = jnp.where(leaf, is_tangent_input[:, k],
+                        take(tangent, a) | (binary & take(tangent, b)))
+        lev = jnp.where(leaf | ~dep, 0,
+                        1 + jnp.maximum(take(level, a), jnp.where(binary, take(level, b), 0)))
+        knd = jnp.where(fixed_kind[:, k] >= 0, fixed_kind[:, k],
+                        take(kind, a) | jnp.where(binary, take(kind, b), 0))
+        va = jnp.take_along_axis(value, a[:, None, None], 1)[:, 0]
+        vb = jnp.take_along_axis(value, b[:, None, None], 1)[:, 0]
+        computed = _constant_values(fns, va, vb, switch[:, k])
+        val = jnp.where(leaf[:, None], leaf_value[:, k, None], computed)
+        return (level.at[:, k].set(lev), kind.at[:, k].set(knd), depends.at[:, k].set(dep),
+                tangent.at[:, k].set(tan), value.at[:, k].set(val))
+
+    zeros = jnp.zeros((B, cap), jnp.int32)
+    falses = jnp.zeros((B, cap), bool)
+    init = (zeros, zeros, falses, falses, jnp.zeros((B, cap, num_classes), jnp.float32))
+    level, kind, depends, tangent, value = lax.fori_loop(0, cap, slot, init)
+    return {"level": level, "per_class": kind == 1, "depends": depends, "tangent": tangent,
+            "value": value[:, :, 0]}
+
+
+def schedule(op, lhs, rhs, size, *, branch_name: str, chunk: int, num_classes: int = 1,
+             own: tuple = (), tangent_inputs: tuple = ()) -> Schedule:
+    """Assign every node of a block that needs a row to a chunk and a buffer row.
 
     Args:
       op, lhs, rhs: int32 [B, capacity] genomes (see jaxloss.genome).
       size: int32 [B] node counts.
-      branch_name: the branch (decides the leaves and the switch order).
+      branch_name: the branch (decides the leaves and the operators).
       chunk: nodes per chunk.
+      num_classes: K for ``cls`` (constants are folded on [B, K] slabs), 1 otherwise.
       own: names of the inputs that differ from genome to genome (e.g. ``("x",)`` when each
         candidate has trained its own model); their rows follow the shared leaves, ``len(own)`` rows
         per genome, and the chunks start after them.
+      tangent_inputs: names of the inputs the derivative is taken along (empty: values only).
     """
     branch = branches.get(branch_name)
     t = tables(branch_name)
     B, cap = op.shape
     n_leaves = len(branch.leaves)
     n_ops = len(branch.operators)
-    slot = jnp.arange(cap)[None, :]
-    used = slot < size[:, None]
-    leaf_row = jnp.asarray(t.leaf_row)[op]
-    arity = jnp.asarray(t.arity)[op]
-    is_op = used & (arity > 0)
+    facts = analyse(op, lhs, rhs, size, branch_name=branch_name, num_classes=num_classes,
+                    tangent_inputs=tangent_inputs)
+    used = jnp.arange(cap)[None, :] < size[:, None]
+    is_op = used & (jnp.asarray(t.arity)[op] > 0)
+    pointwise = is_op & facts["depends"]
+    constant_op = is_op & ~facts["depends"]
 
-    # levels and per-class kinds, one slot at a time (operands point backwards)
-    level = jnp.zeros((B, cap), jnp.int32)
-    kind = jnp.zeros((B, cap), jnp.int32)
-    fixed_kind = jnp.asarray(t.kind)[op]
-    for k in range(cap):
-        a, b = lhs[:, k:k + 1], rhs[:, k:k + 1]
-        la = jnp.take_along_axis(level, a, 1)[:, 0]
-        lb = jnp.take_along_axis(level, b, 1)[:, 0]
-        level = level.at[:, k].set(jnp.where(is_op[:, k], 1 + jnp.maximum(la, lb), 0))
-        ka = jnp.take_along_axis(kind, a, 1)[:, 0]
-        kb = jnp.where(arity[:, k] == 2, jnp.take_along_axis(kind, b, 1)[:, 0], 0)
-        kind = kind.at[:, k].set(jnp.where(fixed_kind[:, k] >= 0, fixed_kind[:, k], ka | kb))
+    # constants get a row only where a point-wise node or the output reads them
+    readers = jnp.zeros((B, cap + 1), bool)
+    genome = jnp.arange(B)[:, None]
+    binary = jnp.asarray(t.arity)[op] == 2
+    readers = readers.at[genome, jnp.where(pointwise, lhs, cap)].set(True)
+    readers = readers.at[genome, jnp.where(pointwise & binary, rhs, cap)].set(True)[:, :cap]
+    last = jnp.clip(size - 1, 0, cap - 1)[:, None]
+    is_output = jnp.arange(cap)[None, :] == last
+    broadcast = constant_op & (readers | is_output)
 
-    # sort operator nodes by (level, operator) and cut the groups into chunks
+    # work kind: 0 value only, 1 value and derivative, 2 constant broadcast
+    dual = pointwise & facts["tangent"] if tangent_inputs else jnp.zeros_like(pointwise)
+    branch_index = jnp.where(broadcast, 2 * n_ops,
+                             jnp.where(dual, n_ops, 0) + jnp.asarray(t.switch)[op])
+    scheduled = pointwise | broadcast
+
     n = B * cap
     big = jnp.iinfo(jnp.int32).max
-    key = jnp.where(is_op, level * n_ops + jnp.asarray(t.switch)[op], big).reshape(n)
+    key = jnp.where(scheduled, facts["level"] * (2 * n_ops + 1) + branch_index, big).reshape(n)
     order = jnp.argsort(key, stable=True)
     skey = key[order]
     valid = skey < big
@@ -153,63 +232,110 @@ def schedule(op, lhs, rhs, size, *, branch_name: str, chunk: int, own: tuple = (
     first_chunk_row = n_leaves + B * len(own)
     sorted_row = first_chunk_row + chunk_id * chunk + chunk_slot
     op_row = jnp.zeros(n, jnp.int32).at[order].set(jnp.where(valid, sorted_row, 0)).reshape(B, cap)
-    leaf_row = jnp.maximum(leaf_row, 0)
-    genome = jnp.arange(B)[:, None]
+    leaf_row = jnp.maximum(jnp.asarray(t.leaf_row)[op], 0)
     for k, name in enumerate(own):
         leaf_row = jnp.where(op == ops.code(name), n_leaves + genome * len(own) + k, leaf_row)
-    node_row = jnp.where(is_op, op_row, leaf_row)
+    node_row = jnp.where(scheduled, op_row, leaf_row)
 
     lhs_row = jnp.take_along_axis(node_row, lhs, 1).reshape(n)[order]
     rhs_row = jnp.take_along_axis(node_row, rhs, 1).reshape(n)[order]
     m = max_chunks(B, cap, n_ops, chunk)
     target = jnp.where(valid, chunk_id, m)  # out of range: dropped
-    chunk_op = jnp.zeros(m, jnp.int32).at[jnp.where(new_chunk, chunk_id, m)].set(
-        jnp.asarray(t.switch)[op.reshape(n)[order]], mode="drop")
+    chunk_branch = jnp.zeros(m, jnp.int32).at[jnp.where(new_chunk, chunk_id, m)].set(
+        branch_index.reshape(n)[order], mode="drop")
     chunk_lhs = jnp.zeros((m, chunk), jnp.int32).at[target, chunk_slot].set(lhs_row, mode="drop")
     chunk_rhs = jnp.zeros((m, chunk), jnp.int32).at[target, chunk_slot].set(rhs_row, mode="drop")
+    chunk_const = jnp.zeros((m, chunk), jnp.float32).at[target, chunk_slot].set(
+        facts["value"].reshape(n)[order], mode="drop")
 
-    last = jnp.clip(size - 1, 0, cap - 1)[:, None]
     out_row = jnp.take_along_axis(node_row, last, 1)[:, 0]
-    out_per_class = jnp.take_along_axis(kind, last, 1)[:, 0] == 1
-    return Schedule(chunk_op, chunk_lhs, chunk_rhs, n_chunks, out_row, out_per_class)
+    out_per_class = jnp.take_along_axis(facts["per_class"], last, 1)[:, 0]
+    return Schedule(chunk_branch, chunk_lhs, chunk_rhs, chunk_const, n_chunks, out_row,
+                    out_per_class)
 
 
-def _switch_branches(branch: branches.Branch, num_classes: int):
-    """One function (a, b) -> result per operator of the branch, on [chunk, S] slabs."""
+def _apply(spec, num_classes: int):
+    """fn(a, b) computing ``spec`` on [rows, S] slabs (class-wise operators on [rows, N, K])."""
+    if spec.class_wise:
+        def run(a, b):
+            shape = a.shape
+            a3 = a.reshape(shape[0], -1, num_classes)
+            b3 = b.reshape(shape[0], -1, num_classes)
+            out = spec.fn(JAX, a3) if spec.arity == 1 else spec.fn(JAX, a3, b3)
+            return out.reshape(shape)
+    elif spec.arity == 1:
+        def run(a, b):
+            return spec.fn(JAX, a)
+    else:
+        def run(a, b):
+            return spec.fn(JAX, a, b)
+    return run
 
-    def make(code: int):
+
+def _scalar_functions(branch: branches.Branch):
+    """Operator functions on constant operands [B, K] (the class axis of ``cls`` included)."""
+    out = []
+    for code in branch.operators:
         spec = ops.OPS[code]
-        if spec.class_wise:
-            def run(a, b):
-                shape = a.shape
-                a3 = a.reshape(shape[0], -1, num_classes)
-                b3 = b.reshape(shape[0], -1, num_classes)
-                out = spec.fn(JAX, a3) if spec.arity == 1 else spec.fn(JAX, a3, b3)
-                return out.reshape(shape)
-        elif spec.arity == 1:
-            def run(a, b):
-                return spec.fn(JAX, a)
+        if spec.arity == 1:
+            out.append(lambda a, b, spec=spec: spec.fn(JAX, a))
         else:
-            def run(a, b):
-                return spec.fn(JAX, a, b)
+            out.append(lambda a, b, spec=spec: spec.fn(JAX, a, b))
+    return out
+
+
+def _run_branches(branch: branches.Branch, sched: Schedule, num_classes: int, with_tangents: bool):
+    """The run loop's switch branches ``(buf, tbuf, j) -> (values, tangents)`` on [chunk, S]:
+    value-only operators, value-and-derivative operators, and the constant broadcast. Each gathers
+    only the operand rows its operator reads."""
+
+    def value_only(spec):
+        fn = _apply(spec, num_classes)
+
+        def run(buf, tbuf, j):
+            a = buf[sched.chunk_lhs[j]]
+            b = buf[sched.chunk_rhs[j]] if spec.arity == 2 else a
+            r = fn(a, b)
+            return r, (jnp.zeros_like(r) if with_tangents else None)
         return run
 
-    return [make(code) for code in branch.operators]
+    def dual(spec):
+        fn = _apply(spec, num_classes)
+
+        def run(buf, tbuf, j):
+            rows_a = sched.chunk_lhs[j]
+            a, ta = buf[rows_a], tbuf[rows_a]
+            if spec.arity == 2:
+                rows_b = sched.chunk_rhs[j]
+                b, tb = buf[rows_b], tbuf[rows_b]
+            else:
+                b, tb = a, jnp.zeros_like(a)
+            return jax.jvp(fn, (a, b), (ta, tb))
+        return run
+
+    def broadcast(buf, tbuf, j):
+        r = jnp.broadcast_to(sched.chunk_const[j][:, None], (sched.chunk_const.shape[1],
+                                                             buf.shape[1]))
+        return r, (jnp.zeros_like(r) if with_tangents else None)
+
+    specs = [ops.OPS[c] for c in branch.operators]
+    duals = [dual(s) for s in specs] if with_tangents else [value_only(s) for s in specs]
+    return [value_only(s) for s in specs] + duals + [broadcast]
 
 
 def run_block(op, lhs, rhs, size, buffer, tbuffer=None, own_leaves=None, own_tangents=None, *,
-              branch_name: str, chunk: int, num_classes: int, own: tuple = ()):
+              branch_name: str, chunk: int, num_classes: int, own: tuple = (),
+              tangent_inputs: tuple = ()):
     """Per-sample values (and optionally derivatives) of a block of genomes.
 
     Args:
       op, lhs, rhs: int32 [B, capacity]; size: int32 [B].
-      buffer: float [L + max_chunks·chunk, S] whose first L rows hold the branch's leaves (inputs,
-        then constants 1, 2, 3), with S = N·K for ``cls`` (class axis last, per-sample inputs
-        broadcast) and S = N otherwise. The other rows are scratch: every row is written before
-        it is read, so the buffer can be passed from block to block without clearing.
+      buffer: float [rows, S] whose first L rows hold the branch's leaves (inputs, then constants
+        1, 2, 3), with S = N·K for ``cls`` (class axis last, per-sample inputs broadcast) and S = N
+        otherwise. The other rows are scratch: every row is written before it is read, so the
+        buffer can be passed from block to block without clearing.
       tbuffer: optional tangent buffer of the same shape, its first L rows a direction in leaf
-        space; every node's derivative along it is computed with the node (forward mode, one
-        operator's ``jax.jvp`` at a time, so the loop itself is never transformed).
+        space that is non-zero only on the inputs named in ``tangent_inputs``.
       own_leaves, own_tangents: [B, len(own), S] values (and tangents) of the inputs named in
         ``own`` for each genome of the block; their shared rows in ``buffer`` are ignored.
       num_classes: K for ``cls``, 1 otherwise.
@@ -220,47 +346,35 @@ def run_block(op, lhs, rhs, size, buffer, tbuffer=None, own_leaves=None, own_tan
       buffers, to be reused by the next block.
     """
     branch = branches.get(branch_name)
-    sched = schedule(op, lhs, rhs, size, branch_name=branch_name, chunk=chunk, own=own)
+    with_tangents = tbuffer is not None
+    sched = schedule(op, lhs, rhs, size, branch_name=branch_name, chunk=chunk,
+                     num_classes=num_classes, own=own,
+                     tangent_inputs=tangent_inputs if with_tangents else ())
     B = op.shape[0]
     n_leaves = len(branch.leaves)
     first_chunk_row = n_leaves + B * len(own)
-    fns = _switch_branches(branch, num_classes)
+    S = buffer.shape[1]
     if own:
-        S = buffer.shape[1]
         buffer = lax.dynamic_update_slice(buffer, own_leaves.reshape(-1, S), (n_leaves, 0))
-        if tbuffer is not None:
+        if with_tangents:
             tbuffer = lax.dynamic_update_slice(tbuffer, own_tangents.reshape(-1, S), (n_leaves, 0))
+    fns = _run_branches(branch, sched, num_classes, with_tangents)
 
-    def read(buf, rows):
-        out = buf[rows].reshape(B, -1, num_classes)
+    def read(buf):
+        out = buf[sched.out_row].reshape(B, -1, num_classes)
         return jnp.where(sched.out_per_class[:, None], JAX.sum_last(out)[:, :, 0], out[:, :, 0])
 
-    if tbuffer is None:
-        def run_chunk(j, buf):
-            a, b = buf[sched.chunk_lhs[j]], buf[sched.chunk_rhs[j]]
-            result = lax.switch(sched.chunk_op[j], fns, a, b)
-            return lax.dynamic_update_slice(buf, result, (first_chunk_row + j * chunk, 0))
-
-        buffer = lax.fori_loop(0, sched.n_chunks, run_chunk, buffer)
-        return read(buffer, sched.out_row), None, buffer, None
-
-    dual_fns = [functools.partial(_dual, fn) for fn in fns]
-
-    def run_dual_chunk(j, bufs):
+    def run_chunk(j, bufs):
         buf, tbuf = bufs
-        rows_a, rows_b = sched.chunk_lhs[j], sched.chunk_rhs[j]
-        result, tangent = lax.switch(sched.chunk_op[j], dual_fns, buf[rows_a], buf[rows_b],
-                                     tbuf[rows_a], tbuf[rows_b])
+        values, tangents = lax.switch(sched.chunk_branch[j], fns, buf, tbuf, j)
         at = (first_chunk_row + j * chunk, 0)
-        return lax.dynamic_update_slice(buf, result, at), lax.dynamic_update_slice(tbuf, tangent, at)
+        buf = lax.dynamic_update_slice(buf, values, at)
+        if with_tangents:
+            tbuf = lax.dynamic_update_slice(tbuf, tangents, at)
+        return buf, tbuf
 
-    buffer, tbuffer = lax.fori_loop(0, sched.n_chunks, run_dual_chunk, (buffer, tbuffer))
-    return read(buffer, sched.out_row), read(tbuffer, sched.out_row), buffer, tbuffer
-
-
-def _dual(fn, a, b, ta, tb):
-    """Value and directional derivative of one operator on a slab (forward mode)."""
-    return jax.jvp(fn, (a, b), (ta, tb))
+    buffer, tbuffer = lax.fori_loop(0, sched.n_chunks, run_chunk, (buffer, tbuffer))
+    return read(buffer), (read(tbuffer) if with_tangents else None), buffer, tbuffer
 
 
 MIN_BLOCK = 64
@@ -283,17 +397,19 @@ def identity_reduce(values, tangents):
 
 
 @functools.partial(jax.jit, static_argnames=("branch_name", "chunk", "num_classes", "block",
-                                             "reduce", "own"))
+                                             "reduce", "own", "tangent_inputs"))
 def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leaves=None,
                         own_tangents=None, *, branch_name: str, chunk: int, num_classes: int,
-                        block: int, reduce=identity_reduce, own: tuple = ()):
+                        block: int, reduce=identity_reduce, own: tuple = (),
+                        tangent_inputs: tuple = ()):
     """Per-sample values of a population padded to a whole number of blocks, reduced per block.
 
     Args:
       op, lhs, rhs: int32 [n_blocks·block, capacity]; size: int32 [n_blocks·block].
       leaves: float [L, S] leaf table (see :func:`run_block`).
-      leaf_tangents: optional float [L, S]: a direction in leaf space (e.g. 1 on the rows of x).
-        When given, derivatives along it are computed alongside, in forward mode.
+      leaf_tangents: optional float [L, S]: a direction in leaf space (e.g. 1 on the rows of x),
+        non-zero only on the inputs named in ``tangent_inputs`` (static, required with it). When
+        given, derivatives along it are computed alongside, in forward mode.
       own_leaves, own_tangents: optional [n_blocks·block, len(own), S]: per-genome values (and
         tangents) of the inputs named in ``own`` (static), e.g. each candidate's own predictions.
       reduce: static function ``(values [B, N], tangents [B, N] or None) -> pytree of [B, ...]``
@@ -306,6 +422,9 @@ def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leav
     One value buffer (and one tangent buffer) serves every block: allocating and faulting in a
     fresh one per block would cost as much as the arithmetic. One compilation per (shapes, statics).
     """
+    if (leaf_tangents is not None) != bool(tangent_inputs):
+        raise ValueError("leaf_tangents and tangent_inputs go together: name the inputs the "
+                         "derivative is taken along")
     P, cap = op.shape
     nb = P // block
     n_leaves, S = leaves.shape
@@ -323,7 +442,7 @@ def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leav
                 for a in (own_leaves, own_tangents)]
         values, tangents, buffer, tbuffer = run_block(
             *g, buffer, tbuffer, *mine, branch_name=branch_name, chunk=chunk,
-            num_classes=num_classes, own=own)
+            num_classes=num_classes, own=own, tangent_inputs=tangent_inputs)
         return reduce(values, tangents), buffer, tbuffer
 
     shapes = jax.eval_shape(lambda b, t: reduced_block(0, b, t)[0], buffer, tbuffer)

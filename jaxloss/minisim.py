@@ -183,7 +183,8 @@ def _run(genomes, own_values, own_directions, shared, *, branch, block, chunk, n
         tangents = jnp.broadcast_to(own_directions[t], own_values.shape)
         v, d = engine.evaluate_population(
             *genomes, shared, zeros, own_values, tangents, branch_name=branch, chunk=chunk,
-            num_classes=num_classes, block=block, reduce=_values_and_tangents, own=own)
+            num_classes=num_classes, block=block, reduce=_values_and_tangents, own=own,
+            tangent_inputs=own)
         values = v if values is None else values
         derivs.append(d)
     return values, jnp.stack(derivs)
