@@ -348,14 +348,20 @@ def _measures_numpy(values: np.ndarray, derivatives, *, curves, convergence, pos
                     np.float64)
 
 
+def _as_float32(a) -> np.ndarray:
+    """float32 like the engine (values beyond its range become ±inf, as they would there)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(a, np.float32)
+
+
 def verdict_from_values(values: np.ndarray, derivatives: np.ndarray | None,
                         branch: str) -> tuple[str | None, dict]:
     """The full-grid verdict of one loss from its values [N] and derivatives [N] on the grid of
     :func:`grid_inputs`, with the same measures and tolerances as :func:`check` (in NumPy: for
     baselines that evaluate losses one by one, and for cross-checking the batched path)."""
     full = _prepare(branch, 1)
-    m = _measures_numpy(np.asarray(values, np.float32), None if derivatives is None or
-                        branch == "reg" else np.asarray(derivatives, np.float32),
+    m = _measures_numpy(_as_float32(values), None if derivatives is None or
+                        branch == "reg" else _as_float32(derivatives),
                         **full.reduce.keywords)
     nonfinite, worst, _, flat_margin, grad_end, grad_scale = m
     code = 0
