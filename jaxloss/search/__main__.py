@@ -1,0 +1,7 @@
+"""``python -m jaxloss.search``: see :mod:`jaxloss.search.cli`."""
+
+import sys
+
+from jaxloss.search.cli import main
+
+sys.exit(main())

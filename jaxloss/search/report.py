@@ -1,0 +1,121 @@
+"""The search report: ``report.json`` for machines, ``report.md`` and ``fitness.png`` for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jaxloss.funnel import format_funnel
+from jaxloss.loss import Loss
+from jaxloss.parse import parse_graph
+
+CONFIG_KEY = {"cls": "loss_cls", "cls_binary": "loss_cls", "reg": "loss_bbox"}
+
+
+def mmdet_line(formula: str, branch: str) -> str:
+    """A ready-to-paste MMDetection config line using the bridge's ``SearchedLoss``."""
+    return (f"{CONFIG_KEY[branch]}=dict(type='SearchedLoss', branch='{branch}', "
+            f"formula='{formula}', loss_weight=1.0)")
+
+
+def describe(formula: str, branch: str) -> dict:
+    """Formula, simplified sympy, LaTeX and the MMDetection config line of a loss."""
+    import sympy as sp
+
+    loss = Loss(parse_graph(formula, branch, None), branch)
+    try:
+        simplified = str(sp.simplify(loss.sympy()))
+    except Exception:  # noqa: BLE001 - sympy may give up on exotic forms; say so
+        simplified = "(sympy could not simplify this formula)"
+    return {"formula": formula, "prefix": loss.prefix(), "sympy": simplified,
+            "latex": loss.latex(), "mmdet": mmdet_line(formula, branch), "nodes": loss.size}
+
+
+def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> dict:
+    """Write report.json, report.md and fitness.png; returns the report dictionary."""
+    settings = document["settings"]
+    archive = document["archive"]
+    best = archive[0] if archive else None
+    report = {
+        "best": best["formula"] if best else None,
+        "fitness": best["score"] if best else None,
+        "best_generation": best["generation"] if best else None,
+        "archive": archive,
+        "funnel": document["funnel"],
+        "totals": _totals(document["funnel"]),
+        "settings": settings,
+        "detector_stages": document.get("detector_stages"),
+        "seconds": document.get("seconds"),
+    }
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    _plot(run_dir / "fitness.png", document["best_by_generation"], scatter, settings)
+    (run_dir / "report.md").write_text(_markdown(report, settings["branch"]))
+    return report
+
+
+def _totals(funnel: list[dict]) -> dict:
+    """Candidates in and out of each stage, summed over generations."""
+    totals: dict = {}
+    for gen in funnel:
+        for row in gen["stages"]:
+            t = totals.setdefault(row["stage"], {"in": 0, "out": 0, "rejected": {}})
+            t["in"] += row["in"]
+            t["out"] += row["out"]
+            for reason, n in row["rejected"].items():
+                t["rejected"][reason] = t["rejected"].get(reason, 0) + n
+    return totals
+
+
+def _plot(path: Path, best_by_generation: list, scatter: list, settings: dict) -> None:
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    if scatter:
+        g, s = np.array(scatter, dtype=float).T
+        jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(g))
+        ax.scatter(g + jitter, s, s=6, alpha=0.35, color="tab:blue", label="evaluated candidates")
+    gens = [b[0] for b in best_by_generation if b[1] is not None]
+    best = [b[1] for b in best_by_generation if b[1] is not None]
+    if gens:
+        ax.plot(gens, best, "-o", color="tab:red", label="best so far")
+    ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel("fitness (simulation score)" if not settings.get("detector") else "fitness")
+    ax.set_title(f"{settings['branch']} search, strategy {settings['strategy']}, "
+                 f"population {settings['population']}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _markdown(report: dict, branch: str) -> str:
+    lines = [f"# Loss search report ({branch})", ""]
+    s = report["settings"]
+    lines.append(f"Strategy `{s['strategy']}`, population {s['population']}, {s['generations']} "
+                 f"generations, {s['parents']} parents, p_crossover {s['p_crossover']}, "
+                 f"p_mutation {s['p_mutation']}, seed {s['seed']}; initial loss "
+                 f"`{s['initial'] or 'library default'}`.")
+    if report.get("detector_stages"):
+        lines.append("")
+        lines.append(f"Detector stages: {report['detector_stages']}")
+    lines += ["", "![fitness over generations](fitness.png)", "", "## Best losses", ""]
+    for rank, entry in enumerate(report["archive"][:5], start=1):
+        d = describe(entry["formula"], branch)
+        lines += [f"### {rank}. fitness {entry['score']:.4f} (generation {entry['generation']}, "
+                  f"{d['nodes']} nodes)", "",
+                  f"- formula: `{d['formula']}`",
+                  f"- simplified: `{d['sympy']}`",
+                  f"- LaTeX: ${d['latex']}$",
+                  f"- MMDetection: `{d['mmdet']}`", ""]
+    lines += ["## Funnel (all generations)", "", "```"]
+    rows = [{"stage": k, **v} for k, v in report["totals"].items()]
+    lines += [format_funnel(rows), "```", ""]
+    return "\n".join(lines)

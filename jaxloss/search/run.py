@@ -1,0 +1,258 @@
+"""The search loop (paper §3.2.1, Algorithm 1): evolve, filter, rank, checkpoint, report.
+
+One generation: the strategy proposes ``population`` candidates (``ask``); the funnel judges them
+stage by stage (:mod:`jaxloss.search.stages`); the fitness (minus the score of the last scoring
+stage) goes back to the strategy (``tell``), which keeps the best ``parents``; the archive, the
+per-candidate log (``candidates.jsonl``) and a checkpoint are written. Every random choice flows
+from ``--seed``; a resumed run continues from the last checkpoint and ends exactly as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss import sample
+from jaxloss.genome import Population, from_graphs, pad_capacity
+from jaxloss.parse import parse_graph
+from jaxloss.search import archive as archives
+from jaxloss.search import checkpoint, report
+from jaxloss.search.settings import Settings
+from jaxloss.search.stages import PropertyStage, SimulationStage, StageOutcome
+from jaxloss.strategy import LossEvolution, as_population, as_solutions
+
+DETECTOR_STAGES_NOTE = ("not available in this version: the detector stages (D_verify simulation "
+                        "and proxy training) come with the detector integration; this run used "
+                        "the JAX stages only")
+
+
+def _say(*args, **kwargs):
+    kwargs.setdefault("flush", True)
+    print(*args, **kwargs)
+
+
+class Search:
+    """A search run: settings, run folder, strategy, stages and state."""
+
+    def __init__(self, settings: Settings, log=_say):
+        self.s = settings
+        self.dir = settings.run_dir
+        self.log = log
+        self.strategy = LossEvolution(
+            population_size=settings.population, branch=settings.branch,
+            capacity=settings.capacity, num_parents=settings.parents,
+            p_crossover=settings.p_crossover, p_mutation=settings.p_mutation,
+            tournament_size=settings.tournament_size)
+        self.params = self.strategy.default_params
+        self.sim_cache: dict[bytes, tuple[float, bool]] = {}
+        self.checks = PropertyStage(property_checks=settings.property_checks
+                                    and settings.strategy != "vanilla")
+        self.simulation = SimulationStage(self.sim_cache) if settings.simulation else None
+
+    # -- state ------------------------------------------------------------------------------
+    def initial_state(self):
+        graph = parse_graph(self.s.initial_formula, self.s.branch, self.s.capacity)
+        parents = from_graphs([graph] * self.s.parents, self.s.branch, self.s.capacity)
+        key = jax.random.key(self.s.seed)
+        key, k_init = jax.random.split(key)
+        state = self.strategy.init(k_init, as_solutions(parents), jnp.zeros(self.s.parents),
+                                   self.params)
+        document = {"settings": self.s.to_json(), "funnel": [], "archive": [],
+                    "best_by_generation": []}
+        return 0, state, key, document
+
+    def _arrays(self, state, key) -> dict:
+        keys = sorted(self.sim_cache)
+        return {
+            "population": np.asarray(state.population), "fitness": np.asarray(state.fitness),
+            "best_solution": np.asarray(state.best_solution),
+            "best_fitness": np.asarray(state.best_fitness),
+            "generation_counter": np.asarray(state.generation_counter),
+            "key": np.asarray(jax.random.key_data(key)),
+            "cache_keys": np.array([np.frombuffer(k, np.uint8) for k in keys],
+                                   np.uint8).reshape(-1, 16),
+            "cache_scores": np.array([self.sim_cache[k][0] for k in keys], np.float32),
+            "cache_learned": np.array([self.sim_cache[k][1] for k in keys], bool),
+        }
+
+    def _from_arrays(self, arrays: dict):
+        state = self.strategy.init(jax.random.key(0), as_solutions(
+            from_graphs([parse_graph(self.s.initial_formula, self.s.branch, None)] * self.s.parents,
+                        self.s.branch, self.s.capacity)), jnp.zeros(self.s.parents), self.params)
+        state = state.replace(
+            population=jnp.asarray(arrays["population"]), fitness=jnp.asarray(arrays["fitness"]),
+            best_solution=jnp.asarray(arrays["best_solution"]),
+            best_fitness=jnp.asarray(arrays["best_fitness"]),
+            generation_counter=jnp.asarray(arrays["generation_counter"]))
+        key = jax.random.wrap_key_data(jnp.asarray(arrays["key"], jnp.uint32))
+        self.sim_cache.clear()
+        for k, score, ok in zip(np.asarray(arrays["cache_keys"]).reshape(-1, 16),
+                                np.asarray(arrays["cache_scores"]).reshape(-1),
+                                np.asarray(arrays["cache_learned"]).reshape(-1)):
+            self.sim_cache[k.tobytes()] = (float(score), bool(ok))
+        return state, key
+
+    # -- one generation ---------------------------------------------------------------------
+    def propose(self, generation: int, key, state):
+        """The generation's candidates: offspring of the parents, or random genomes."""
+        k_ask, k_random = jax.random.split(key)
+        if self.s.strategy == "random":
+            seed = int(jax.random.randint(k_random, (), 0, 2**31 - 1))
+            pop = sample(self.s.branch, self.s.population, seed=seed,
+                         max_nodes=min(16, self.s.capacity))
+            pop = pad_capacity(pop, self.s.capacity)
+            return as_solutions(pop), state
+        return self.strategy.ask(k_ask, state, self.params)
+
+    def evaluate(self, generation: int, pop: Population) -> tuple[np.ndarray, dict, list]:
+        """Run the funnel on generation ``generation`` (1-based); returns (fitness score [N], NaN
+        where the last scoring stage was not passed; the funnel row; one record per candidate)."""
+        n = len(pop)
+        everyone = np.arange(n)
+        reasons: list = [None] * n
+        score = np.full(n, np.nan, np.float32)
+        stages = []
+        start = time.perf_counter()
+        checked = self.checks.run(pop, everyone, {})
+        valid = np.array([r != "invalid" for r in checked.reasons])
+        stages.append(_row("validity", n, int(valid.sum()),
+                           [r for r in checked.reasons if r == "invalid"]))
+        if self.checks.property_checks:
+            stages.append(_row("property", int(valid.sum()), int(checked.passed.sum()),
+                               [r for r in checked.reasons if r not in (None, "invalid")]))
+        for k, r in zip(everyone, checked.reasons):
+            reasons[k] = r
+        survivors = everyone[checked.passed]
+        self.log(f"  checks      {n:>7,} in  {len(survivors):>7,} out  "
+                 f"({_reason_text(checked.reasons)})  {time.perf_counter() - start:.1f} s")
+        if self.simulation is not None:
+            start = time.perf_counter()
+            sim: StageOutcome = self.simulation.run(pop, survivors, {})
+            score[survivors] = sim.score
+            for k, r in zip(survivors, sim.reasons):
+                reasons[k] = r
+            stages.append(_row("simulation", len(survivors), int(sim.passed.sum()),
+                               [r for r in sim.reasons if r]))
+            self.log(f"  simulation  {len(survivors):>7,} in  {int(sim.passed.sum()):>7,} out  "
+                     f"(not_learning {int((~sim.passed).sum()):,}; "
+                     f"{len(self.simulation.cache):,} distinct functions simulated so far)  "
+                     f"{time.perf_counter() - start:.1f} s")
+            survivors = survivors[sim.passed]
+        final = np.full(n, np.nan, np.float32)
+        final[survivors] = score[survivors]
+        records = [{"generation": generation, "index": int(k), "reason": reasons[k],
+                    "score": None if np.isnan(score[k]) else float(score[k]),
+                    "fitness": None if np.isnan(final[k]) else float(final[k])}
+                   for k in range(n)]
+        return final, {"generation": generation, "stages": stages}, records
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        start_gen, state, key, document = self.initial_state()
+        if resume:
+            found = checkpoint.restore_latest(self.dir, log=self.log)
+            if found is None:
+                self.log(f"no usable checkpoint in {self.dir / 'checkpoints'}: starting from "
+                         "generation 0")
+            else:
+                start_gen, arrays, document = found
+                state, key = self._from_arrays(arrays)
+                self.log(f"resuming {self.dir} after generation {start_gen} of "
+                         f"{self.s.generations}")
+        _truncate_log(self.dir / "candidates.jsonl", start_gen)
+        (self.dir / "settings.json").write_text(json.dumps(self.s.to_json(), indent=2))
+        document["detector_stages"] = (DETECTOR_STAGES_NOTE if self.s.detector
+                                       else "off (--no-detector)")
+        self.log(f"search: branch {self.s.branch}, strategy {self.s.strategy}, population "
+                 f"{self.s.population:,}, {self.s.generations} generations, {self.s.parents} "
+                 f"parents, seed {self.s.seed}; run folder {self.dir}")
+        if self.s.detector:
+            self.log(f"detector stages: {DETECTOR_STAGES_NOTE}")
+        started = time.perf_counter()
+        for generation in range(start_gen, self.s.generations):
+            t0 = time.perf_counter()
+            key, k_gen, k_tell = jax.random.split(key, 3)
+            self.log(f"generation {generation + 1}/{self.s.generations}")
+            solutions, state = self.propose(generation, k_gen, state)
+            pop = as_population(solutions, self.s.branch)
+            final, funnel_row, records = self.evaluate(generation + 1, pop)
+            fitness = jnp.asarray(np.where(np.isnan(final), np.inf, -final))
+            state, _ = self.strategy.tell(k_tell, solutions, fitness, state, self.params)
+            reached = np.flatnonzero(~np.isnan(final))
+            losses = {int(k): pop[int(k)] for k in reached}
+            for rec in records:
+                loss = losses.get(rec["index"])
+                if loss is not None:
+                    rec["formula"], rec["key"] = str(loss), loss.key
+            entries = [archives.Entry(str(losses[k]), losses[k].key, float(final[k]),
+                                      generation + 1) for k in losses]
+            archive = archives.update(archives.from_json(document["archive"]), entries,
+                                      self.s.archive_size)
+            document["archive"] = archives.to_json(archive)
+            document["funnel"].append(funnel_row)
+            best = archive[0].score if archive else None
+            document["best_by_generation"].append([generation + 1, best])
+            _append_log(self.dir / "candidates.jsonl", records)
+            checkpoint.save(self.dir, generation + 1, self._arrays(state, key), document)
+            best_text = f"{best:.4f}  {archive[0].formula}" if archive else "none yet"
+            self.log(f"  best so far: {best_text}   ({time.perf_counter() - t0:.1f} s)")
+        document["seconds"] = time.perf_counter() - started
+        scatter = _scatter(self.dir / "candidates.jsonl")
+        result = report.write(self.dir, document, scatter)
+        self.log(f"report: {self.dir / 'report.md'}, {self.dir / 'report.json'}, "
+                 f"{self.dir / 'fitness.png'}")
+        return result
+
+
+def _row(stage: str, n_in: int, n_out: int, rejected_reasons: list) -> dict:
+    """A funnel row: candidates in and out of a stage and the count of each rejection reason."""
+    counts: dict[str, int] = {}
+    for r in rejected_reasons:
+        counts[r] = counts.get(r, 0) + 1
+    return {"stage": stage, "in": n_in, "out": n_out, "rejected": dict(sorted(counts.items()))}
+
+
+def _reason_text(reasons: list) -> str:
+    counts: dict[str, int] = {}
+    for r in reasons:
+        if r:
+            counts[r] = counts.get(r, 0) + 1
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) or "none rejected"
+
+
+def _append_log(path: Path, records: list) -> None:
+    with path.open("a") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+
+
+def _truncate_log(path: Path, generations_done: int) -> None:
+    """Keep the log lines of completed generations only (a killed run may have left more)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["generation"] <= generations_done]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _scatter(path: Path) -> list[tuple[int, float]]:
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("score") is not None:
+                out.append((rec["generation"], rec["score"]))
+    return out
+
+
+def run_search(settings: Settings, resume: bool = False, log=_say) -> dict:
+    """Run (or resume) a search; returns the report dictionary (also in RUN_DIR/report.json)."""
+    return Search(settings, log=log).run(resume=resume)
+

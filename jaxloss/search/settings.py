@@ -1,0 +1,123 @@
+"""Search settings: defaults, validation with clear messages, and loading from a config file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jaxloss import branches
+from jaxloss.errors import FormulaError
+from jaxloss.library import INITIAL_LOSS, LIBRARY
+from jaxloss.parse import parse_graph
+
+STRATEGIES = ("cse", "vanilla", "random")
+
+
+class SettingsError(ValueError):
+    """A setting with a bad value; the message names the setting and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides a search (see ``python -m jaxloss.search --help``).
+
+    ``strategy``: ``cse`` (the paper's funnel: validity, property checks, simulation, detectors),
+    ``vanilla`` (evolution with the validity check only before the scoring stage), ``random``
+    (fresh random genomes every generation, the full funnel).
+    """
+
+    branch: str = "cls_binary"
+    population: int = 2000
+    generations: int = 5
+    parents: int = 100
+    top_k: int = 20
+    p_crossover: float = 0.5
+    p_mutation: float = 0.5
+    tournament_size: int = 3
+    seed: int = 0
+    initial: str | None = None
+    strategy: str = "cse"
+    capacity: int = 24
+    property_checks: bool = True
+    simulation: bool = True
+    detector: bool = True
+    archive_size: int = 20
+    out: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def initial_formula(self) -> str:
+        """The initial loss L_I as formula text (the branch's library default if not given)."""
+        return self.initial or str(LIBRARY[INITIAL_LOSS[self.branch]])
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.branch}-{self.strategy}-seed{self.seed}")
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        return d
+
+
+def validate(s: Settings) -> Settings:
+    """Check every value; raise SettingsError saying which setting is wrong and why."""
+    def need(cond, name, what):
+        if not cond:
+            raise SettingsError(f"--{name.replace('_', '-')}: {what}, got {getattr(s, name)!r}")
+
+    try:
+        branches.get(s.branch)
+    except ValueError:
+        raise SettingsError(f"--branch: choose one of {', '.join(branches.BRANCHES)}, "
+                            f"got {s.branch!r}") from None
+    need(s.strategy in STRATEGIES, "strategy", f"choose one of {', '.join(STRATEGIES)}")
+    need(isinstance(s.population, int) and s.population >= 2, "population",
+         "a whole number >= 2")
+    need(isinstance(s.generations, int) and s.generations >= 1, "generations",
+         "a whole number >= 1")
+    need(isinstance(s.parents, int) and 1 <= s.parents <= s.population, "parents",
+         f"a whole number from 1 to the population ({s.population})")
+    need(isinstance(s.top_k, int) and s.top_k >= 1, "top_k", "a whole number >= 1")
+    for name in ("p_crossover", "p_mutation"):
+        value = getattr(s, name)
+        need(isinstance(value, (int, float)) and 0.0 <= value <= 1.0, name,
+             "a probability between 0 and 1")
+    need(isinstance(s.tournament_size, int) and s.tournament_size >= 1, "tournament_size",
+         "a whole number >= 1")
+    need(isinstance(s.capacity, int) and 4 <= s.capacity <= 64, "capacity",
+         "a whole number from 4 to 64 (graph nodes per candidate)")
+    need(isinstance(s.archive_size, int) and s.archive_size >= 1, "archive_size",
+         "a whole number >= 1")
+    need(isinstance(s.seed, int) and s.seed >= 0, "seed", "a whole number >= 0")
+    if not (s.simulation or s.detector):
+        raise SettingsError("nothing ranks the candidates: the simulation and the detector "
+                            "stages are both off; enable one of them")
+    try:
+        parse_graph(s.initial_formula, s.branch, s.capacity)
+    except FormulaError as err:
+        raise SettingsError(f"--initial: {err}") from None
+    return s
+
+
+def load_config(path: str | Path) -> dict:
+    """Settings from a TOML or JSON file: the same names as the command-line flags (with
+    underscores), e.g. ``population = 500`` or ``{"population": 500}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"--config: no such file: {path}")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix != ".json" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise SettingsError(f"--config: {path} is not valid "
+                            f"{'JSON' if path.suffix == '.json' else 'TOML'}: {err}") from None
+    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"--config: {path} has unknown settings {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+    return data

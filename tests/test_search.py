@@ -1,0 +1,154 @@
+"""The search: variation operators, the evosax strategy, the CLI, and kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jaxloss
+from jaxloss.genome import validity_errors
+from jaxloss.search import Settings, SettingsError, run_search
+from jaxloss.search.cli import main as cli_main
+from jaxloss.search.settings import validate
+from jaxloss.variation import MUTATIONS, offspring
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("p_crossover, p_mutation", [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0),
+                                                     (0.5, 0.3)])
+def test_offspring_are_valid_and_vary_at_the_rates_asked(branch, p_crossover, p_mutation):
+    parents = jaxloss.sample(branch, 100, seed=3, max_nodes=16)
+    n = 2000
+    mothers = np.arange(n) % 100
+    fathers = (mothers + 37) % 100
+    kids, flags = offspring(jax.random.key(5), parents, mothers, fathers,
+                            p_crossover=p_crossover, p_mutation=p_mutation)
+    assert len(kids) == n and kids.capacity == 16 and kids.branch == branch
+    assert (validity_errors(kids) == 0).all()
+    crossed, mutated = flags[:, 0] == 1, flags[:, 1] >= 0
+    # Bernoulli rates within 4 standard deviations
+    for rate, p in ((crossed.mean(), p_crossover), (mutated.mean(), p_mutation)):
+        assert abs(rate - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-9
+    changed = np.array([kids[k].key != parents[int(mothers[k])].key for k in range(n)])
+    assert not changed[~crossed & ~mutated].any()  # untouched offspring are exact copies
+    if p_mutation == 1.0:
+        assert changed.mean() > 0.9  # a mutation changes the loss (a few land on a copy)
+        assert set(np.unique(flags[:, 1])) == set(range(len(MUTATIONS)))
+    if p_crossover == 1.0:
+        assert changed.mean() > 0.75  # a donor subtree can equal the one it replaces
+
+
+def test_settings_are_validated_with_clear_messages():
+    with pytest.raises(SettingsError, match="--population: a whole number >= 2"):
+        validate(Settings(population=1))
+    with pytest.raises(SettingsError, match="--p-mutation: a probability"):
+        validate(Settings(p_mutation=1.5))
+    with pytest.raises(SettingsError, match="--initial: unknown name 'foo'"):
+        validate(Settings(initial="foo(x)"))
+    with pytest.raises(SettingsError, match="nothing ranks the candidates"):
+        validate(Settings(simulation=False, detector=False))
+    with pytest.raises(SettingsError, match="--parents"):
+        validate(Settings(population=10, parents=20))
+
+
+def test_cli_rejects_bad_values_without_a_traceback(capsys, tmp_path):
+    for argv, words in [(["--population", "0"], "--population"),
+                        (["--branch", "seg"], "invalid choice"),
+                        (["--p-crossover", "x"], "invalid float value"),
+                        (["--config", str(tmp_path / "missing.toml")], "no such file"),
+                        (["--resume", str(tmp_path)], "settings.json not found")]:
+        with pytest.raises(SystemExit) as info:
+            cli_main(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("populaton = 3\n")
+    with pytest.raises(SystemExit):
+        cli_main(["--config", str(bad)])
+    assert "unknown settings populaton" in capsys.readouterr().err
+
+
+def test_cli_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    out = capsys.readouterr().out
+    for flag in ("--branch", "--population", "--generations", "--parents", "--top-k",
+                 "--p-crossover", "--p-mutation", "--seed", "--out", "--resume", "--initial",
+                 "--no-detector", "--config"):
+        assert flag in out
+
+
+SMALL = dict(branch="reg", population=120, generations=3, parents=16, capacity=16, seed=7,
+             detector=False)
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax"))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    return env
+
+
+def _search_command(out: Path) -> list[str]:
+    return [sys.executable, "-m", "jaxloss.search", "--branch", "reg", "--population", "120",
+            "--generations", "3", "--parents", "16", "--capacity", "16", "--seed", "7",
+            "--no-detector", "--out", str(out)]
+
+
+def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_result(tmp_path):
+    reference = run_search(validate(Settings(out=str(tmp_path / "ref"), **SMALL)),
+                           log=lambda *a, **k: None)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_search_command(killed), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
+    seen = []
+    deadline = time.time() + 600
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("generation 2/3"):
+            time.sleep(0.3)  # inside generation 2: its checks or simulation are running
+            proc.send_signal(signal.SIGKILL)
+            break
+        assert time.time() < deadline, "".join(seen)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    assert not (killed / "report.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "jaxloss.search", "--resume", str(killed)],
+                             capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming" in resumed.stdout and "after generation 1" in resumed.stdout
+    result = json.loads((killed / "report.json").read_text())
+    assert result["best"] == reference["best"]
+    assert result["fitness"] == reference["fitness"]
+    assert result["archive"] == reference["archive"]
+    assert result["funnel"] == reference["funnel"]
+    lines = (killed / "candidates.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 120  # the killed generation's partial log was dropped
+
+
+def test_a_corrupt_checkpoint_is_skipped_with_a_message(tmp_path):
+    out = tmp_path / "run"
+    settings = validate(Settings(out=str(out), **dict(SMALL, generations=2)))
+    run_search(settings, log=lambda *a, **k: None)
+    latest = out / "checkpoints" / "2"
+    for f in latest.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"\0" * 7)
+    messages = []
+    run_search(settings, resume=True, log=lambda *a, **k: messages.append(" ".join(map(str, a))))
+    text = "\n".join(messages)
+    assert "checkpoint 2" in text and "unusable" in text
+    assert "after generation 1" in text
+    assert json.loads((out / "report.json").read_text())["best"]
