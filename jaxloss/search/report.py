@@ -48,6 +48,7 @@ def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> di
         "settings": settings,
         "detector_stages": document.get("detector_stages"),
         "seconds": document.get("seconds"),
+        "distinct_simulated": document.get("distinct_simulated"),
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     _plot(run_dir / "fitness.png", document["best_by_generation"], scatter, settings)

@@ -69,16 +69,19 @@ class Search:
 
     def _arrays(self, state, key) -> dict:
         keys = sorted(self.sim_cache)
+        rows = max(1, len(keys))  # orbax cannot store empty arrays: pad, and store the count
+        pad = lambda a: np.concatenate([a, np.zeros((rows - len(keys),) + a.shape[1:], a.dtype)])  # noqa: E731
         return {
             "population": np.asarray(state.population), "fitness": np.asarray(state.fitness),
             "best_solution": np.asarray(state.best_solution),
             "best_fitness": np.asarray(state.best_fitness),
             "generation_counter": np.asarray(state.generation_counter),
             "key": np.asarray(jax.random.key_data(key)),
-            "cache_keys": np.array([np.frombuffer(k, np.uint8) for k in keys],
-                                   np.uint8).reshape(-1, 16),
-            "cache_scores": np.array([self.sim_cache[k][0] for k in keys], np.float32),
-            "cache_learned": np.array([self.sim_cache[k][1] for k in keys], bool),
+            "cache_size": np.int32(len(keys)),
+            "cache_keys": pad(np.array([np.frombuffer(k, np.uint8) for k in keys],
+                                       np.uint8).reshape(-1, 16)),
+            "cache_scores": pad(np.array([self.sim_cache[k][0] for k in keys], np.float32)),
+            "cache_learned": pad(np.array([self.sim_cache[k][1] for k in keys], bool)),
         }
 
     def _from_arrays(self, arrays: dict):
@@ -92,9 +95,10 @@ class Search:
             generation_counter=jnp.asarray(arrays["generation_counter"]))
         key = jax.random.wrap_key_data(jnp.asarray(arrays["key"], jnp.uint32))
         self.sim_cache.clear()
-        for k, score, ok in zip(np.asarray(arrays["cache_keys"]).reshape(-1, 16),
-                                np.asarray(arrays["cache_scores"]).reshape(-1),
-                                np.asarray(arrays["cache_learned"]).reshape(-1)):
+        n = int(arrays["cache_size"])
+        for k, score, ok in zip(np.asarray(arrays["cache_keys"]).reshape(-1, 16)[:n],
+                                np.asarray(arrays["cache_scores"]).reshape(-1)[:n],
+                                np.asarray(arrays["cache_learned"]).reshape(-1)[:n]):
             self.sim_cache[k.tobytes()] = (float(score), bool(ok))
         return state, key
 
@@ -204,6 +208,7 @@ class Search:
             best_text = f"{best:.4f}  {archive[0].formula}" if archive else "none yet"
             self.log(f"  best so far: {best_text}   ({time.perf_counter() - t0:.1f} s)")
         document["seconds"] = time.perf_counter() - started
+        document["distinct_simulated"] = len(self.sim_cache)
         scatter = _scatter(self.dir / "candidates.jsonl")
         result = report.write(self.dir, document, scatter)
         self.log(f"report: {self.dir / 'report.md'}, {self.dir / 'report.json'}, "
