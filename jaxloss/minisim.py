@@ -114,10 +114,11 @@ def _box_task(seed: int = 0, dim: int = 8) -> SimTask:
 
 
 @functools.lru_cache(maxsize=None)
-def task(branch: str) -> SimTask:
-    """The fixed simulation task of a branch (see the module docstring)."""
+def task(branch: str, seed: int = 0) -> SimTask:
+    """The simulation task of a branch (see the module docstring); the search uses seed 0, other
+    seeds give equally built tasks for measuring how much a score depends on the data."""
     return {"cls_binary": _binary_task, "cls": _softmax_task, "reg": _box_task}[
-        branches.get(branch).name]()
+        branches.get(branch).name](seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,10 +206,10 @@ def _shared_leaves(branch: str, data: dict) -> np.ndarray:
     return leaf_table(spec.name, {"x": x, "y": data["y"], "w": data["w"]}).values
 
 
-@functools.partial(jax.jit, static_argnames=("branch", "block", "chunk"))
-def _train_and_score(op, lhs, rhs, size, *, branch: str, block: int, chunk: int):
+@functools.partial(jax.jit, static_argnames=("branch", "block", "chunk", "seed"))
+def _train_and_score(op, lhs, rhs, size, *, branch: str, block: int, chunk: int, seed: int = 0):
     """Train every candidate's model and score it. Returns (score [P], diverged [P] bool)."""
-    t = task(branch)
+    t = task(branch, seed)
     genomes = (op, lhs, rhs, size)
     P = op.shape[0]
     phi = jnp.asarray(t.train["phi"])
@@ -308,12 +309,12 @@ class SimResult:
     threshold: float
 
 
-def _scores(pop: Population, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    t = task(pop.branch)
+def _scores(pop: Population, chunk: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    t = task(pop.branch, seed)
     points = t.train["phi"].shape[0] * t.num_classes
     block = engine.block_size(pop.capacity, points, len(pop))
     arrays = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
-    score, bad = _train_and_score(*arrays, branch=pop.branch, block=block, chunk=chunk)
+    score, bad = _train_and_score(*arrays, branch=pop.branch, block=block, chunk=chunk, seed=seed)
     return np.asarray(score[: len(pop)]), np.asarray(bad[: len(pop)])
 
 
@@ -343,10 +344,15 @@ def threshold(branch: str) -> float:
     return base + LEARN_FRACTION * (reference_score(branch) - base)
 
 
-def simulate(losses, branch: str | None = None, *, chunk: int = engine.DEFAULT_CHUNK) -> SimResult:
-    """Train a small model with every candidate loss (see the module docstring) and score it."""
+def simulate(losses, branch: str | None = None, *, chunk: int = engine.DEFAULT_CHUNK,
+             task_seed: int = 0) -> SimResult:
+    """Train a small model with every candidate loss (see the module docstring) and score it.
+
+    ``task_seed`` other than 0 trains on another draw of the same kind of task (the threshold
+    stays the one of seed 0): for measuring how much a score depends on the data.
+    """
     pop = as_population(losses, branch)
     check_valid(pop)
-    score, diverged = _scores(pop, chunk)
+    score, diverged = _scores(pop, chunk, task_seed)
     limit = threshold(pop.branch)
     return SimResult(score, diverged, (~diverged) & (score >= limit), limit)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job: sets up .venv if needed, then runs it. Arguments are passed on.
-# Until the search exists (python -m jaxloss.search), the main job is the check of the known-loss
-# library: every known loss parsed, printed, evaluated, and its published forms compared.
+# The main job is the search, python -m jaxloss.search (with no arguments: a complete search on the
+# embedded default; --help lists the options).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 cd "$root"
-exec "$root/.venv/bin/python" -m jaxloss.library_check "$@"
+exec "$root/.venv/bin/python" -m jaxloss.search "$@"
