@@ -112,4 +112,7 @@ def main(argv=None) -> int:
             run_search(settings, resume=False)
     except SettingsError as err:
         parser.error(str(err))
+    except RuntimeError as err:  # a stage that cannot run here (e.g. detector stages missing)
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
     return 0

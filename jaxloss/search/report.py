@@ -46,7 +46,7 @@ def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> di
         "funnel": document["funnel"],
         "totals": _totals(document["funnel"]),
         "settings": settings,
-        "detector_stages": document.get("detector_stages"),
+        "stages": document.get("stages"),
         "seconds": document.get("seconds"),
         "distinct_simulated": document.get("distinct_simulated"),
     }
@@ -104,9 +104,9 @@ def _markdown(report: dict, branch: str) -> str:
                  f"generations, {s['parents']} parents, p_crossover {s['p_crossover']}, "
                  f"p_mutation {s['p_mutation']}, seed {s['seed']}; initial loss "
                  f"`{s['initial'] or 'library default'}`.")
-    if report.get("detector_stages"):
+    if report.get("stages"):
         lines.append("")
-        lines.append(f"Detector stages: {report['detector_stages']}")
+        lines.append(f"Funnel: {' → '.join(report['stages'])}.")
     lines += ["", "![fitness over generations](fitness.png)", "", "## Best losses", ""]
     for rank, entry in enumerate(report["archive"][:5], start=1):
         d = describe(entry["formula"], branch)

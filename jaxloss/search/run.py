@@ -24,12 +24,9 @@ from jaxloss.parse import parse_graph
 from jaxloss.search import archive as archives
 from jaxloss.search import checkpoint, report
 from jaxloss.search.settings import Settings
-from jaxloss.search.stages import PropertyStage, SimulationStage, StageOutcome
+from jaxloss.search.stages import (PropertyStage, SimulationStage, Stage, StageOutcome,
+                                   TopKStage, load_detector_stages)
 from jaxloss.strategy import LossEvolution, as_population, as_solutions
-
-DETECTOR_STAGES_NOTE = ("not available in this version: the detector stages (D_verify simulation "
-                        "and proxy training) come with the detector integration; this run used "
-                        "the JAX stages only")
 
 
 def _say(*args, **kwargs):
@@ -51,9 +48,13 @@ class Search:
             tournament_size=settings.tournament_size)
         self.params = self.strategy.default_params
         self.sim_cache: dict[bytes, tuple[float, bool]] = {}
-        self.checks = PropertyStage(property_checks=settings.property_checks
-                                    and settings.strategy != "vanilla")
-        self.simulation = SimulationStage(self.sim_cache) if settings.simulation else None
+        self.stages: list[Stage] = [PropertyStage(property_checks=settings.property_checks
+                                                  and settings.strategy != "vanilla")]
+        if settings.simulation:
+            self.stages.append(SimulationStage(self.sim_cache))
+        if settings.detector:
+            self.stages.append(TopKStage(settings.top_k))
+            self.stages += load_detector_stages(settings.to_json(), self.dir, log)
 
     # -- state ------------------------------------------------------------------------------
     def initial_state(self):
@@ -66,6 +67,9 @@ class Search:
         document = {"settings": self.s.to_json(), "funnel": [], "archive": [],
                     "best_by_generation": []}
         return 0, state, key, document
+
+    def _stage_states(self) -> dict:
+        return {st.name: st.state() for st in self.stages if st.state()}
 
     def _arrays(self, state, key) -> dict:
         keys = sorted(self.sim_cache)
@@ -115,46 +119,46 @@ class Search:
         return self.strategy.ask(k_ask, state, self.params)
 
     def evaluate(self, generation: int, pop: Population) -> tuple[np.ndarray, dict, list]:
-        """Run the funnel on generation ``generation`` (1-based); returns (fitness score [N], NaN
-        where the last scoring stage was not passed; the funnel row; one record per candidate)."""
+        """Run the funnel on generation ``generation`` (1-based).
+
+        Returns (fitness score [N]: the score of the last scoring stage for the candidates that
+        passed every stage, NaN for the others; the funnel row; one record per candidate).
+        """
         n = len(pop)
-        everyone = np.arange(n)
+        survivors = np.arange(n)
         reasons: list = [None] * n
         score = np.full(n, np.nan, np.float32)
-        stages = []
-        start = time.perf_counter()
-        checked = self.checks.run(pop, everyone, {})
-        valid = np.array([r != "invalid" for r in checked.reasons])
-        stages.append(_row("validity", n, int(valid.sum()),
-                           [r for r in checked.reasons if r == "invalid"]))
-        if self.checks.property_checks:
-            stages.append(_row("property", int(valid.sum()), int(checked.passed.sum()),
-                               [r for r in checked.reasons if r not in (None, "invalid")]))
-        for k, r in zip(everyone, checked.reasons):
-            reasons[k] = r
-        survivors = everyone[checked.passed]
-        self.log(f"  checks      {n:>7,} in  {len(survivors):>7,} out  "
-                 f"({_reason_text(checked.reasons)})  {time.perf_counter() - start:.1f} s")
-        if self.simulation is not None:
+        stage_scores: list[dict] = [{} for _ in range(n)]
+        rows = []
+        context = {"generation": generation, "score": score}
+        last_scoring = max((k for k, st in enumerate(self.stages) if st.scores), default=-1)
+        for k, stage in enumerate(self.stages):
             start = time.perf_counter()
-            sim: StageOutcome = self.simulation.run(pop, survivors, {})
-            score[survivors] = sim.score
-            for k, r in zip(survivors, sim.reasons):
-                reasons[k] = r
-            stages.append(_row("simulation", len(survivors), int(sim.passed.sum()),
-                               [r for r in sim.reasons if r]))
-            self.log(f"  simulation  {len(survivors):>7,} in  {int(sim.passed.sum()):>7,} out  "
-                     f"(not_learning {int((~sim.passed).sum()):,}; "
-                     f"{len(self.simulation.cache):,} distinct functions simulated so far)  "
+            out: StageOutcome = stage.run(pop, survivors, context)
+            rows += stage.rows(out)
+            for i, r in zip(out.indices, out.reasons):
+                if r:
+                    reasons[i] = r
+            if stage.scores and out.score is not None:
+                score[out.indices] = out.score
+                for i, value in zip(out.indices, out.score):
+                    if not np.isnan(value):
+                        stage_scores[i][stage.name] = float(value)
+            kept = out.indices[np.asarray(out.passed, bool)]
+            self.log(f"  {stage.name:11s} {len(survivors):>7,} in  {len(kept):>7,} out  "
+                     f"({_reason_text([r for r in out.reasons if r])})  "
                      f"{time.perf_counter() - start:.1f} s")
-            survivors = survivors[sim.passed]
+            survivors = kept
+            if k == last_scoring:
+                break
         final = np.full(n, np.nan, np.float32)
         final[survivors] = score[survivors]
         records = [{"generation": generation, "index": int(k), "reason": reasons[k],
+                    "scores": stage_scores[k],
                     "score": None if np.isnan(score[k]) else float(score[k]),
                     "fitness": None if np.isnan(final[k]) else float(final[k])}
                    for k in range(n)]
-        return final, {"generation": generation, "stages": stages}, records
+        return final, {"generation": generation, "stages": rows}, records
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
@@ -168,17 +172,19 @@ class Search:
             else:
                 start_gen, arrays, document = found
                 state, key = self._from_arrays(arrays)
+                for st in self.stages:
+                    st.load_state(document.get("stage_states", {}).get(st.name, {}))
                 self.log(f"resuming {self.dir} after generation {start_gen} of "
                          f"{self.s.generations}")
         _truncate_log(self.dir / "candidates.jsonl", start_gen)
         (self.dir / "settings.json").write_text(json.dumps(self.s.to_json(), indent=2))
-        document["detector_stages"] = (DETECTOR_STAGES_NOTE if self.s.detector
-                                       else "off (--no-detector)")
+        document["stages"] = [st.describe() for st in self.stages]
+        if not self.s.detector:
+            document["stages"].append("detector stages off (--no-detector)")
         self.log(f"search: branch {self.s.branch}, strategy {self.s.strategy}, population "
                  f"{self.s.population:,}, {self.s.generations} generations, {self.s.parents} "
                  f"parents, seed {self.s.seed}; run folder {self.dir}")
-        if self.s.detector:
-            self.log(f"detector stages: {DETECTOR_STAGES_NOTE}")
+        self.log(f"funnel: {' -> '.join(document['stages'])}")
         started = time.perf_counter()
         for generation in range(start_gen, self.s.generations):
             t0 = time.perf_counter()
@@ -204,6 +210,7 @@ class Search:
             best = archive[0].score if archive else None
             document["best_by_generation"].append([generation + 1, best])
             _append_log(self.dir / "candidates.jsonl", records)
+            document["stage_states"] = self._stage_states()
             checkpoint.save(self.dir, generation + 1, self._arrays(state, key), document)
             best_text = f"{best:.4f}  {archive[0].formula}" if archive else "none yet"
             self.log(f"  best so far: {best_text}   ({time.perf_counter() - t0:.1f} s)")
@@ -214,14 +221,6 @@ class Search:
         self.log(f"report: {self.dir / 'report.md'}, {self.dir / 'report.json'}, "
                  f"{self.dir / 'fitness.png'}")
         return result
-
-
-def _row(stage: str, n_in: int, n_out: int, rejected_reasons: list) -> dict:
-    """A funnel row: candidates in and out of a stage and the count of each rejection reason."""
-    counts: dict[str, int] = {}
-    for r in rejected_reasons:
-        counts[r] = counts.get(r, 0) + 1
-    return {"stage": stage, "in": n_in, "out": n_out, "rejected": dict(sorted(counts.items()))}
 
 
 def _reason_text(reasons: list) -> str:

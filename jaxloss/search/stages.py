@@ -33,13 +33,46 @@ class StageOutcome:
 
 
 class Stage:
-    """Base of the funnel's stages."""
+    """Base of the funnel's stages.
+
+    Attributes:
+      name: shown in logs, the funnel and the per-candidate log.
+      scores: the stage gives a score (higher is better); the last scoring stage a candidate
+        passes gives its fitness.
+    """
 
     name = "stage"
     scores = False
 
     def run(self, pop: Population, indices: np.ndarray, context: dict) -> StageOutcome:
+        """Judge ``pop[indices]``; ``context`` carries ``generation`` (1-based) and ``score``
+        (float [len(pop)], the latest score of every candidate, NaN where none)."""
         raise NotImplementedError
+
+    def rows(self, outcome: StageOutcome) -> list[dict]:
+        """Funnel rows: candidates in, out, and rejected per reason."""
+        return [funnel_row(self.name, len(outcome.indices), int(np.sum(outcome.passed)),
+                           [r for r, ok in zip(outcome.reasons, outcome.passed) if not ok])]
+
+    def state(self) -> dict:
+        """JSON-able state to checkpoint (caches, thresholds); empty by default."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Restore what :meth:`state` returned."""
+
+    def describe(self) -> str:
+        """One line for the run header and the report."""
+        return self.name
+
+
+def funnel_row(stage: str, n_in: int, n_out: int, rejected_reasons: list) -> dict:
+    """A funnel row: candidates in and out of a stage and the count of each rejection reason."""
+    counts: dict[str, int] = {}
+    for r in rejected_reasons:
+        key = r or "rejected"
+        counts[key] = counts.get(key, 0) + 1
+    return {"stage": stage, "in": n_in, "out": n_out, "rejected": dict(sorted(counts.items()))}
 
 
 class PropertyStage(Stage):
@@ -57,10 +90,23 @@ class PropertyStage(Stage):
     def run(self, pop, indices, context):
         verdicts = check(pop[indices])
         reasons = verdicts.reasons
-        valid = np.array([r != "invalid" for r in reasons])
+        valid = np.array([r != "invalid" for r in reasons], bool)
         passed = verdicts.passed if self.property_checks else valid
         return StageOutcome(indices, passed, None, [None if p else r for p, r in
                                                     zip(passed, reasons)])
+
+    def rows(self, outcome):
+        n = len(outcome.indices)
+        invalid = [r for r in outcome.reasons if r == "invalid"]
+        rows = [funnel_row("validity", n, n - len(invalid), invalid)]
+        if self.property_checks:
+            others = [r for r in outcome.reasons if r not in (None, "invalid")]
+            rows.append(funnel_row("property", n - len(invalid), int(np.sum(outcome.passed)),
+                                   others))
+        return rows
+
+    def describe(self):
+        return "validity, convergence properties" if self.property_checks else "validity"
 
 
 class SimulationStage(Stage):
@@ -71,6 +117,9 @@ class SimulationStage(Stage):
 
     def __init__(self, cache: dict | None = None):
         self.cache = {} if cache is None else cache  # fingerprint -> (score, learned)
+
+    def describe(self):
+        return "mini optimization simulation"
 
     def run(self, pop, indices, context):
         sub = pop[indices]
@@ -89,3 +138,45 @@ class SimulationStage(Stage):
         context.setdefault("fingerprints", {}).update(dict(zip(indices.tolist(), prints)))
         return StageOutcome(indices, passed, score,
                             [None if p else "not_learning" for p in passed])
+
+
+class TopKStage(Stage):
+    """Keeps the ``k`` best candidates by their latest score for the expensive stages after it
+    (ties broken by index, so the choice is deterministic)."""
+
+    name = "top_k"
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def run(self, pop, indices, context):
+        latest = context["score"][indices]
+        order = np.lexsort((indices, -np.nan_to_num(latest, nan=-np.inf)))
+        passed = np.zeros(len(indices), bool)
+        passed[order[: self.k]] = True
+        return StageOutcome(indices, passed, None, [None if p else "not_top_k" for p in passed])
+
+    def describe(self):
+        return f"top {self.k}"
+
+
+def load_detector_stages(settings: dict, run_dir, log) -> list[Stage]:
+    """The detector stages from the plugin that provides them (the ``bridge`` package registers
+    ``detector`` in the ``jaxloss.stages`` entry-point group); jaxloss itself never imports torch.
+
+    Raises:
+      RuntimeError: saying how to get them, when no plugin is installed or it fails to load.
+    """
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="jaxloss.stages") if ep.name == "detector"]
+    if not found:
+        raise RuntimeError("the detector stages are not installed: install the bridge package "
+                           "(scripts/setup.sh does) or run with --no-detector")
+    try:
+        factory = found[0].load()
+    except Exception as err:  # noqa: BLE001 - say what failed and how to proceed
+        raise RuntimeError(f"the detector stages failed to load ({type(err).__name__}: {err}); "
+                           "check the PyTorch/MMDetection install or run with --no-detector"
+                           ) from err
+    return list(factory(settings=settings, run_dir=run_dir, log=log))
