@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "10,000 for classification, 1,000 for regression)")
     p.add_argument("--generations", type=int, metavar="E", help=f"generations (default {d.generations})")
     p.add_argument("--parents", type=int, metavar="P",
-                   help=f"best candidates kept as parents of the next generation (default {d.parents})")
+                   help="best candidates kept as parents of the next generation (default: a tenth "
+                        "of the population, 2 to 100)")
     p.add_argument("--top-k", type=int, metavar="K",
                    help=f"candidates per generation sent on to the detector stages (default {d.top_k})")
     p.add_argument("--p-crossover", type=float, metavar="P1",

@@ -158,6 +158,8 @@ class Search:
                     "score": None if np.isnan(score[k]) else float(score[k]),
                     "fitness": None if np.isnan(final[k]) else float(final[k])}
                    for k in range(n)]
+        for stage in self.stages:
+            stage.end_generation(pop, final, context)
         return final, {"generation": generation, "stages": rows}, records
 
     # -- the loop ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ class Settings:
     branch: str = "cls_binary"
     population: int = 2000
     generations: int = 5
-    parents: int = 100
+    parents: int | None = None
     top_k: int = 20
     p_crossover: float = 0.5
     p_mutation: float = 0.5
@@ -64,7 +64,11 @@ class Settings:
 
 
 def validate(s: Settings) -> Settings:
-    """Check every value; raise SettingsError saying which setting is wrong and why."""
+    """Check every value (filling in defaults that depend on others: ``parents`` defaults to a
+    tenth of the population, 2 to 100); raise SettingsError saying which setting is wrong and why.
+    """
+    if s.parents is None and isinstance(s.population, int):
+        s = dataclasses.replace(s, parents=min(100, max(2, s.population // 10)))
     def need(cond, name, what):
         if not cond:
             raise SettingsError(f"--{name.replace('_', '-')}: {what}, got {getattr(s, name)!r}")

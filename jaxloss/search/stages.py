@@ -54,6 +54,10 @@ class Stage:
         return [funnel_row(self.name, len(outcome.indices), int(np.sum(outcome.passed)),
                            [r for r, ok in zip(outcome.reasons, outcome.passed) if not ok])]
 
+    def end_generation(self, pop: Population, fitness: np.ndarray, context: dict) -> None:
+        """Called once the generation's fitness is known (float [len(pop)], NaN where the
+        candidate did not pass every stage), e.g. to set the next generation's threshold."""
+
     def state(self) -> dict:
         """JSON-able state to checkpoint (caches, thresholds); empty by default."""
         return {}
