@@ -73,6 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JAX stages only: no detector training")
     p.add_argument("--archive-size", type=int, metavar="A",
                    help=f"best distinct losses kept across generations (default {d.archive_size})")
+    g = p.add_argument_group("detector stages (D_verify simulation and proxy task)")
+    g.add_argument("--detector-config", metavar="CONFIG",
+                   help="MMDetection config (a file or a bridge config name; default "
+                        "faster-rcnn_r18-tiny for cls, fcos_r18-tiny for cls_binary and reg)")
+    g.add_argument("--data", metavar="SPEC",
+                   help="training set: embedded (default), coco:FILE.json, voc:ROOT, bdd:FILE.json")
+    g.add_argument("--images", metavar="DIR", help="image folder of --data (coco, bdd)")
+    g.add_argument("--verify-iters", type=int, metavar="N",
+                   help=f"training iterations on D_verify (default {d.verify_iters})")
+    g.add_argument("--proxy-epochs", type=int, metavar="N",
+                   help=f"epochs of proxy training (default {d.proxy_epochs}, as the paper)")
+    g.add_argument("--proxy-val", type=int, metavar="N",
+                   help="training images held out as the proxy validation split (default: "
+                        "10,000 as the paper, at most a quarter of the training set)")
+    g.add_argument("--batch-size", type=int, metavar="B", help="training batch size (default: the config's)")
+    g.add_argument("--executor", choices=["local", "ray"],
+                   help="where trainings run: local worker processes (default) or Ray tasks")
+    g.add_argument("--workers", type=int, metavar="W",
+                   help="local trainings at once (default 1; one per GPU on a GPU machine)")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join (e.g. auto or ray://head:10001; default: a local instance)")
+    g.add_argument("--train-timeout", type=float, metavar="S",
+                   help=f"seconds before a training is killed and marked failed (default {d.train_timeout:g})")
+    g.add_argument("--explode-factor", type=float, metavar="F",
+                   help=f"abort a training whose loss exceeds F times its first value (default {d.explode_factor:g})")
     p.add_argument("--config", metavar="FILE",
                    help="settings from a TOML or JSON file; flags given as well override it")
     return p

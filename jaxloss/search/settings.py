@@ -46,6 +46,19 @@ class Settings:
     detector: bool = True
     archive_size: int = 20
     out: str | None = None
+    # detector stages (used by the plugin that provides them, the bridge package)
+    detector_config: str | None = None
+    data: str = "embedded"
+    images: str | None = None
+    verify_iters: int = 30
+    proxy_epochs: int = 1
+    proxy_val: int | None = None
+    batch_size: int | None = None
+    executor: str = "local"
+    workers: int = 1
+    ray_address: str | None = None
+    train_timeout: float = 1800.0
+    explode_factor: float = 1000.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -97,6 +110,20 @@ def validate(s: Settings) -> Settings:
     need(isinstance(s.archive_size, int) and s.archive_size >= 1, "archive_size",
          "a whole number >= 1")
     need(isinstance(s.seed, int) and s.seed >= 0, "seed", "a whole number >= 0")
+    need(s.executor in ("local", "ray"), "executor", "local or ray")
+    need(isinstance(s.workers, int) and s.workers >= 1, "workers", "a whole number >= 1")
+    need(isinstance(s.verify_iters, int) and s.verify_iters >= 1, "verify_iters",
+         "a whole number >= 1")
+    need(isinstance(s.proxy_epochs, int) and s.proxy_epochs >= 1, "proxy_epochs",
+         "a whole number >= 1")
+    need(s.proxy_val is None or (isinstance(s.proxy_val, int) and s.proxy_val >= 1), "proxy_val",
+         "a whole number >= 1 (images held out of the training set)")
+    need(s.batch_size is None or (isinstance(s.batch_size, int) and s.batch_size >= 1),
+         "batch_size", "a whole number >= 1")
+    need(isinstance(s.train_timeout, (int, float)) and s.train_timeout > 0, "train_timeout",
+         "seconds > 0")
+    need(isinstance(s.explode_factor, (int, float)) and s.explode_factor > 1, "explode_factor",
+         "a factor > 1")
     if not (s.simulation or s.detector):
         raise SettingsError("nothing ranks the candidates: the simulation and the detector "
                             "stages are both off; enable one of them")

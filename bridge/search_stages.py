@@ -1,0 +1,346 @@
+"""The detector stages of the search (paper §3.2.3 and the proxy task), plugged into
+``jaxloss.search`` through the ``jaxloss.stages`` entry point.
+
+* ``d_verify`` — the model optimization simulation: the chosen detector (Faster R-CNN for ``cls``,
+  FCOS for ``cls_binary`` and ``reg`` by default) trains with the candidate loss on D_verify (one
+  image per category of the training set) for ``verify_iters`` iterations and is tested on it; a
+  candidate whose D_verify AP is below the threshold is rejected (``below_threshold``). The
+  threshold is the D_verify AP of the previous generation's top loss; in the first generation, that
+  of the initial loss L_I.
+* ``proxy`` — the proxy task: training on the proxy training set (the training set minus a random
+  held-out validation subset, as the paper's 10k images) for ``proxy_epochs`` epochs, COCO mAP
+  (pycocotools) on the held-out subset. That mAP is the candidate's fitness.
+
+Every training runs in its own worker (:mod:`bridge.executor`, local processes or Ray tasks) with
+a time limit: a NaN or ±inf loss, a loss that runs away (``exploded``: more than
+``explode_factor`` times its first value), an out-of-memory, a crash or a timeout marks that
+candidate failed with the reason and the search goes on. Results are cached by the candidate's
+structural hash (and everything else that decides the training) in ``RUN_DIR/detector_results.jsonl``,
+written as each training ends, so nothing is trained twice, also across a resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bridge.executor import LocalExecutor, Outcome, RayExecutor, Task
+from jaxloss.genome import Population
+from jaxloss.search.stages import Stage, StageOutcome
+
+DEFAULT_CONFIG = {"cls": "faster-rcnn_r18-tiny", "cls_binary": "fcos_r18-tiny",
+                  "reg": "fcos_r18-tiny"}
+LOSS_SLOT = {"cls": "loss_cls", "cls_binary": "loss_cls", "reg": "loss_reg"}
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """What the detector stages need from the search settings."""
+
+    branch: str
+    config: str
+    data: str
+    images: str | None
+    verify_iters: int
+    proxy_epochs: int
+    proxy_val: int | None
+    batch_size: int | None
+    executor: str
+    workers: int
+    ray_address: str | None
+    timeout_s: float
+    explode_factor: float
+    seed: int
+    initial: str
+
+    @classmethod
+    def from_search(cls, s: dict) -> "DetectorSettings":
+        from jaxloss.library import INITIAL_LOSS, LIBRARY
+
+        return cls(
+            branch=s["branch"], config=s.get("detector_config") or DEFAULT_CONFIG[s["branch"]],
+            data=s.get("data") or "embedded", images=s.get("images"),
+            verify_iters=int(s.get("verify_iters") or 30),
+            proxy_epochs=int(s.get("proxy_epochs") or 1), proxy_val=s.get("proxy_val"),
+            batch_size=s.get("batch_size"), executor=s.get("executor") or "local",
+            workers=int(s.get("workers") or 1), ray_address=s.get("ray_address"),
+            timeout_s=float(s.get("train_timeout") or 1800.0),
+            explode_factor=float(s.get("explode_factor") or 1000.0), seed=int(s.get("seed", 0)),
+            initial=s.get("initial") or str(LIBRARY[INITIAL_LOSS[s["branch"]]]))
+
+
+# ----------------------------------------------------------------------------------------------
+# data: D_verify and the proxy split, written once per run
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SearchData:
+    """COCO files of the search's data sets (in RUN_DIR/data) and their image folder."""
+
+    images: str
+    verify: str
+    proxy_train: str
+    proxy_val: str
+    num_proxy_train: int
+    description: str
+
+
+def prepare_search_data(d: DetectorSettings, run_dir: Path) -> SearchData:
+    """D_verify (one image per category) and the proxy split of the training set."""
+    from bridge.data import coco as cocofile
+    from bridge.data import prepare
+    from bridge.data.sampling import d_verify, proxy_split
+
+    out = run_dir / "data"
+    source = prepare(d.data, d.images, val="train", work_dir=out / "source", seed=d.seed)
+    train = cocofile.load(source.train_ann)
+    n = len(train["images"])
+    held = d.proxy_val or min(10_000, max(1, n // 4))
+    if not 1 <= held < n:
+        raise ValueError(f"--proxy-val {held}: must be between 1 and {n - 1} (the training set "
+                         f"has {n} images)")
+    proxy_train, proxy_val = proxy_split(train, held, d.seed)
+    verify = d_verify(proxy_train, d.seed)
+    paths = {name: str(cocofile.write(coco, out / f"{name}.json"))
+             for name, coco in (("verify", verify), ("proxy_train", proxy_train),
+                                ("proxy_val", proxy_val))}
+    return SearchData(str(source.train_images), paths["verify"], paths["proxy_train"],
+                      paths["proxy_val"], len(proxy_train["images"]),
+                      f"{source.description}; D_verify {len(verify['images'])} images, proxy "
+                      f"{len(proxy_train['images'])} train / {held} val")
+
+
+# ----------------------------------------------------------------------------------------------
+# the worker side
+# ----------------------------------------------------------------------------------------------
+
+def train_candidate(config: str, branch: str, formula: str, data: str, images: str, val: str,
+                    iters: int, work_dir: str, seed: int, batch_size: int | None,
+                    explode_factor: float, threads: int) -> dict:
+    """Train one detector with one candidate loss and return its COCO metrics (in a worker)."""
+    import torch
+
+    from bridge.train import train
+
+    torch.set_num_threads(max(1, threads))
+    losses = {LOSS_SLOT[branch]: formula}
+    record = train(config, loss_cls=losses.get("loss_cls"), loss_reg=losses.get("loss_reg"),
+                   data=data, images=images, val=val, val_images=images, iters=iters,
+                   work_dir=work_dir, seed=seed, progress=False, batch_size=batch_size,
+                   explode_factor=explode_factor)
+    metrics = record.get("metrics", {})
+    return {"mAP": float(metrics.get("coco/bbox_mAP", 0.0)),
+            "mAP_50": float(metrics.get("coco/bbox_mAP_50", 0.0)),
+            "loss_first": record.get("loss_first"), "loss_last": record.get("loss_last"),
+            "train_seconds": record.get("train_seconds")}
+
+
+# ----------------------------------------------------------------------------------------------
+# the cache
+# ----------------------------------------------------------------------------------------------
+
+class ResultCache:
+    """Training outcomes by task key, appended to a JSON-lines file as each training ends."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill: that training runs again
+                self.entries[entry["task"]] = entry
+
+    def get(self, key: str) -> dict | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, outcome: Outcome, extra: dict) -> dict:
+        entry = {"task": key, "result": outcome.result, "reason": outcome.reason,
+                 "message": outcome.message.splitlines()[0] if outcome.message else "",
+                 "seconds": outcome.seconds, **extra}
+        self.entries[key] = entry
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return entry
+
+
+# ----------------------------------------------------------------------------------------------
+# the stages
+# ----------------------------------------------------------------------------------------------
+
+def make_executor(d: DetectorSettings):
+    threads = max(1, (os.cpu_count() or 1) // d.workers)
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if d.executor == "ray":
+        return RayExecutor(address=d.ray_address, num_gpus=1 if _has_gpu() else 0)
+    gpus = list(range(_gpu_count())) or None
+    return LocalExecutor(workers=d.workers, gpus=gpus, env=env)
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no torch/CUDA: CPU trainings
+        return 0
+
+
+def _has_gpu() -> bool:
+    return _gpu_count() > 0
+
+
+class DetectorStage(Stage):
+    """Shared machinery: one training per distinct candidate, cached, run by the executor."""
+
+    scores = True
+
+    def __init__(self, d: DetectorSettings, data: SearchData, run_dir: Path, cache: ResultCache,
+                 executor, log):
+        self.d, self.data, self.run_dir, self.cache, self.executor, self.log = \
+            d, data, run_dir, cache, executor, log
+
+    # what a training of this stage looks like
+    def training(self) -> dict:
+        raise NotImplementedError
+
+    def task_key(self, loss_key: str) -> str:
+        spec = dict(self.training(), stage=self.name, loss=loss_key, config=self.d.config,
+                    branch=self.d.branch, seed=self.d.seed, batch_size=self.d.batch_size)
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+    def train(self, formulas: dict[str, str]) -> dict[str, dict]:
+        """Train every (loss key → formula) not in the cache; returns loss key → cache entry."""
+        keys = {k: self.task_key(k) for k in formulas}
+        todo = [k for k in formulas if self.cache.get(keys[k]) is None]
+        threads = max(1, (os.cpu_count() or 1) // self.d.workers)
+        tasks = [Task(keys[k], "bridge.search_stages:train_candidate", dict(
+            config=self.d.config, branch=self.d.branch, formula=formulas[k],
+            work_dir=str(self.run_dir / "trainings" / f"{self.name}-{keys[k]}"),
+            seed=self.d.seed, batch_size=self.d.batch_size, explode_factor=self.d.explode_factor,
+            threads=threads, **self.training()), timeout_s=self.d.timeout_s) for k in todo]
+        if tasks:
+            self.log(f"    {self.name}: {len(tasks)} training(s), {len(formulas) - len(tasks)} "
+                     "from the cache")
+            done = {}
+
+            def record(outcome: Outcome) -> None:
+                loss_key = next(k for k in todo if keys[k] == outcome.key)
+                done[loss_key] = self.cache.put(outcome.key, outcome,
+                                                {"stage": self.name, "formula": formulas[loss_key]})
+                status = "ok" if outcome.ok else f"failed: {outcome.reason}"
+                ap = f", mAP {outcome.result['mAP']:.4f}" if outcome.ok else ""
+                self.log(f"      {status}{ap} ({outcome.seconds:.0f} s) {formulas[loss_key]}")
+
+            self.executor.map(tasks, on_done=record)
+        return {k: self.cache.get(keys[k]) for k in formulas}
+
+    def run(self, pop: Population, indices: np.ndarray, context: dict) -> StageOutcome:
+        losses = {int(i): pop[int(i)] for i in indices}
+        formulas = {l.key: str(l) for l in losses.values()}
+        entries = self.train(formulas)
+        score = np.array([entries[losses[int(i)].key]["result"]["mAP"]
+                          if entries[losses[int(i)].key]["reason"] is None else np.nan
+                          for i in indices], np.float32)
+        reasons = [entries[losses[int(i)].key]["reason"] for i in indices]
+        passed = np.array([r is None for r in reasons], bool)
+        passed, reasons = self.judge(score, passed, reasons)
+        context.setdefault("detector", {})[self.name] = {
+            int(i): float(s) for i, s in zip(indices, score) if not math.isnan(s)}
+        return StageOutcome(indices, passed, score, reasons)
+
+    def judge(self, score, passed, reasons):
+        return passed, reasons
+
+
+class VerifyStage(DetectorStage):
+    """Train and test on D_verify; reject below the previous generation's top loss."""
+
+    name = "d_verify"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.threshold: float | None = None
+
+    def training(self) -> dict:
+        return {"data": f"coco:{self.data.verify}", "images": self.data.images,
+                "val": "train", "iters": self.d.verify_iters}
+
+    def ensure_threshold(self) -> float:
+        if self.threshold is None:
+            from jaxloss.parse import parse_graph
+            from jaxloss.loss import Loss
+
+            loss = Loss(parse_graph(self.d.initial, self.d.branch, None), self.d.branch)
+            entry = self.train({loss.key: str(loss)})[loss.key]
+            if entry["reason"] is not None:
+                raise RuntimeError(f"the initial loss {self.d.initial!r} failed on D_verify "
+                                   f"({entry['reason']}: {entry['message']}); the search needs "
+                                   "its AP as the first threshold")
+            self.threshold = float(entry["result"]["mAP"])
+            self.log(f"    d_verify threshold: {self.threshold:.4f} (the initial loss)")
+        return self.threshold
+
+    def judge(self, score, passed, reasons):
+        limit = self.ensure_threshold()
+        below = passed & (np.nan_to_num(score, nan=-1.0) < limit)
+        reasons = [("below_threshold" if b else r) for b, r in zip(below, reasons)]
+        return passed & ~below, reasons
+
+    def end_generation(self, pop, fitness, context):
+        scored = np.flatnonzero(~np.isnan(fitness))
+        verify = context.get("detector", {}).get(self.name, {})
+        if scored.size:
+            top = int(scored[np.lexsort((scored, -fitness[scored]))[0]])
+            if top in verify:
+                self.threshold = verify[top]
+                self.log(f"    d_verify threshold for the next generation: "
+                         f"{self.threshold:.4f} (this generation's top loss)")
+
+    def state(self):
+        return {"threshold": self.threshold}
+
+    def load_state(self, state):
+        self.threshold = state.get("threshold")
+
+    def describe(self):
+        return f"D_verify simulation ({self.d.config}, {self.d.verify_iters} iterations)"
+
+
+class ProxyStage(DetectorStage):
+    """Train on the proxy training set, COCO mAP on the held-out validation subset."""
+
+    name = "proxy"
+
+    def training(self) -> dict:
+        batch = self.d.batch_size or 2
+        iters = max(1, self.d.proxy_epochs * math.ceil(self.data.num_proxy_train / batch))
+        return {"data": f"coco:{self.data.proxy_train}", "images": self.data.images,
+                "val": f"coco:{self.data.proxy_val}", "iters": iters}
+
+    def describe(self):
+        return f"proxy task ({self.d.config}, {self.d.proxy_epochs} epoch(s))"
+
+
+def detector_stages(settings: dict, run_dir, log) -> list[Stage]:
+    """The entry point: [D_verify stage, proxy stage] for a search with these settings."""
+    d = DetectorSettings.from_search(settings)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = prepare_search_data(d, run_dir)
+    log(f"detector data: {data.description}")
+    (run_dir / "detector_settings.json").write_text(json.dumps(asdict(d), indent=2))
+    cache = ResultCache(run_dir / "detector_results.jsonl")
+    executor = make_executor(d)
+    common = (d, data, run_dir, cache, executor, log)
+    return [VerifyStage(*common), ProxyStage(*common)]
