@@ -111,7 +111,7 @@ def prepare(data: str = "embedded", images=None, val: str | None = None, val_ima
         train = _Loaded(rest, train.images, None, f"{train.name}, minus {size} held out")
         valset = _Loaded(held, train.images, None, f"{size} held-out training images")
     elif val == "train":
-        valset = _Loaded(train.coco, train.images, train.path, f"{train.name} (training images)")
+        valset = train
     else:
         valset = _load(val, val_images, "val", embedded_spec)
     if cocofile.class_names(train.coco) != cocofile.class_names(valset.coco):
@@ -119,9 +119,13 @@ def prepare(data: str = "embedded", images=None, val: str | None = None, val_ima
                         f"{cocofile.class_names(train.coco)} vs {cocofile.class_names(valset.coco)}")
     paths = []
     for role, part in (("train", train), ("val", valset)):
+        if role == "val" and valset is train:
+            paths.append(paths[0])
+            break
         cocofile.check_images(part.coco, part.images, part.name)
         if not part.coco["images"]:
             raise DataError(f"{part.name}: no images")
         paths.append(part.path or cocofile.write(part.coco, work_dir / f"{role}.json"))
+    val_name = "the training images" if valset is train else valset.name
     return DetectionData(cocofile.class_names(train.coco), paths[0], train.images, paths[1],
-                         valset.images, f"train: {train.name}; val: {valset.name}")
+                         valset.images, f"train: {train.name}; val: {val_name}")
