@@ -96,20 +96,25 @@ def set_losses(cfg: Config, loss_cls: str | None = None, loss_reg: str | None = 
     searched_reg = loss_reg is not None and loss_reg.strip().lower() not in DEFAULT
     if not (searched_cls or searched_reg):
         return
+    plan = []  # everything is checked before anything changes
     for head, branch in detection_heads(cfg.model):
-        if head.get("type") in IOU_HEADS:
-            head["type"] = IOU_HEADS[head["type"]]
-        elif head.get("type") not in IOU_HEADS.values():
-            raise ValueError(f"no IoU-aware variant of {head.get('type')}: the bridge has "
+        kind = head.get("type")
+        if kind not in IOU_HEADS and kind not in IOU_HEADS.values():
+            raise ValueError(f"no IoU-aware variant of {kind}: the bridge has "
                              f"{', '.join(IOU_HEADS)}")
+        change = {"type": IOU_HEADS.get(kind, kind)}
         if searched_cls:
             extra = dict(use_sigmoid=True) if branch == "cls_binary" else {}
-            head["loss_cls"] = ConfigDict(_searched(loss_cls, branch, head.get("loss_cls"),
-                                                    **extra))
+            change["loss_cls"] = ConfigDict(_searched(loss_cls, branch, head.get("loss_cls"),
+                                                      **extra))
         if searched_reg:
-            head["loss_bbox"] = ConfigDict(_searched(loss_reg, "reg", head.get("loss_bbox")))
+            change["loss_bbox"] = ConfigDict(_searched(loss_reg, "reg", head.get("loss_bbox")))
             if branch == "cls":
-                head["reg_decoded_bbox"] = True
+                change["reg_decoded_bbox"] = True
+        plan.append((head, change))
+    for head, change in plan:
+        for key, value in change.items():
+            head[key] = value  # replaced, not merged (ConfigDict.update would merge)
 
 
 # ----------------------------------------------------------------------------------------------
