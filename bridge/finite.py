@@ -43,18 +43,27 @@ class _Step:
 STEP = _Step()
 
 
-def describe(t: torch.Tensor) -> str:
+def describe(t: torch.Tensor, noun: str = "values") -> str:
     """'3 NaN and 1 inf among 512 values' (one device sync)."""
     nan = int(torch.isnan(t).sum())
     inf = int(torch.isinf(t).sum())
     parts = [f"{nan} NaN" if nan else "", f"{inf} inf" if inf else ""]
-    return f"{' and '.join(p for p in parts if p)} among {t.numel()} values"
+    return f"{' and '.join(p for p in parts if p)} among {t.numel()} {noun}"
 
 
-def check_value(t: torch.Tensor, formula: str, branch: str) -> None:
-    """Raise NonFiniteLossError if ``t`` holds NaN or ±inf."""
+def check_value(t: torch.Tensor, formula: str, branch: str,
+                elements: torch.Tensor | None = None) -> None:
+    """Raise NonFiniteLossError if ``t`` holds NaN or ±inf; the message counts them among
+    ``elements`` (the unreduced per-sample values) when given."""
     if not bool(torch.isfinite(t).all()):
-        raise NonFiniteLossError(formula, branch, STEP.value, "value", describe(t))
+        if elements is None:
+            detail = describe(t.detach(), "values")
+        elif bool(torch.isfinite(elements).all()):
+            detail = f"its {elements.numel()} per-sample values are finite, but their weighted " \
+                     "sum overflows"
+        else:
+            detail = describe(elements.detach(), "per-sample values")
+        raise NonFiniteLossError(formula, branch, STEP.value, "value", detail)
 
 
 def guard_gradient(t: torch.Tensor, formula: str, branch: str) -> torch.Tensor:
@@ -69,7 +78,8 @@ def guard_gradient(t: torch.Tensor, formula: str, branch: str) -> torch.Tensor:
 
     def hook(grad: torch.Tensor) -> torch.Tensor:
         if not bool(torch.isfinite(grad).all()):
-            raise NonFiniteLossError(formula, branch, STEP.value, "gradient", describe(grad))
+            raise NonFiniteLossError(formula, branch, STEP.value, "gradient",
+                                     describe(grad, "gradient entries"))
         return grad
 
     out.register_hook(hook)

@@ -165,7 +165,7 @@ class SearchedLoss(torch.nn.Module):
             weight = weight.to(per_sample.dtype)
         out = self.loss_weight * weight_reduce_loss(per_sample, weight, reduction, avg_factor)
         if self.check_finite:
-            finite.check_value(out, self.formula, self.branch)
+            finite.check_value(out, self.formula, self.branch, per_sample)
         return out.to(pred.dtype)
 
     # ------------------------------------------------------------------------------------------
