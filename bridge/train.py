@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="metrics JSON (default: WORK_DIR/metrics.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--traceback", action="store_true",
+                   help="on an error, show the full traceback instead of the one-line message")
     return p
 
 
@@ -144,10 +146,20 @@ def main(argv: list[str] | None = None) -> int:
                        iters=args.iters, batch_size=args.batch_size, work_dir=work_dir,
                        seed=args.seed, progress=not args.no_progress)
     except finite.NonFiniteLossError as e:
+        if args.traceback:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except (DataError, jaxloss.FormulaError, FileNotFoundError, ValueError, TypeError) as e:
+    except (DataError, jaxloss.FormulaError, FileNotFoundError) as e:
+        if args.traceback:
+            raise
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as e:
+        if args.traceback:
+            raise
+        print(f"error: {type(e).__name__}: {e}\n(run with --traceback to see where)",
+              file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else work_dir / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -160,15 +160,19 @@ def test_find_names_the_known_configs():
         configs.find("no-such-config")
 
 
-def test_a_searched_loss_is_one_config_line(tmp_path):
-    """The README's example: inherit a config, change one line."""
-    path = tmp_path / "faster-rcnn_a.py"
-    base = configs.find("faster-rcnn_r18-tiny")
-    path.write_text(textwrap.dedent(f"""
-        _base_ = '{base}'
-        model = dict(roi_head=dict(bbox_head=dict(loss_cls=dict(type='CSE-Autoloss-A_cls'))))
-    """))
+def test_the_readme_one_line_config_works(tmp_path):
+    """The README's example, verbatim: inherit a config, change one line."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**One config line.**"):]
+    block = section[section.index("```python") + len("```python"):section.index("```\n", 10)]
+    lines = [line for line in block.strip().splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("_base_ = 'bridge/configs/")
+    root = Path(__file__).resolve().parents[1]
+    path = tmp_path / "my_config.py"
+    path.write_text(lines[0].replace("'bridge/configs/", f"'{root}/bridge/configs/") + "\n"
+                    + lines[1] + "\n")
     cfg = configs.load(path)
+    cfg.model.backbone.init_cfg = None
     head = MODELS.build(cfg.model).roi_head.bbox_head
-    assert head.loss_cls.name == "CSE-Autoloss-A_cls"
-    assert Path(base).is_file()
+    assert head.loss_cls.formula == "-dot((1 + sin(w)) * y, log(softmax(x)))"
+    assert type(head).__name__ == "IoUShared2FCBBoxHead"

@@ -244,3 +244,10 @@ def test_the_check_can_be_turned_off():
     out = SearchedLoss("log(x)", branch="cls_binary", check_finite=False)(
         torch.tensor([[-1.0]]), torch.tensor([1]))
     assert torch.isnan(out)
+
+
+def test_labels_out_of_range_are_an_error_not_a_silent_clamp():
+    with pytest.raises(ValueError, match=r"labels must lie in 0..2 \(2 = background\); got -1..1"):
+        SearchedLoss("CE")(torch.randn(3, 3), torch.tensor([-1, 0, 1]))
+    with pytest.raises(ValueError, match=r"labels must lie in 0..3"):
+        SearchedLoss("FL")(torch.randn(2, 3), torch.tensor([0, 4]))

@@ -24,10 +24,14 @@ import torch
 import torch.nn.functional as F
 
 
-def _labels(labels: torch.Tensor, n: int, what: str) -> torch.Tensor:
+def _labels(labels: torch.Tensor, n: int, top: int, what: str) -> torch.Tensor:
+    """Integer labels [N] in 0..top, checked (one device sync)."""
     if labels.dim() != 1 or labels.shape[0] != n or labels.dtype.is_floating_point:
         raise ValueError(f"{what}: labels must be an integer tensor [N] = [{n}]; got "
                          f"{labels.dtype} {tuple(labels.shape)}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) > top):
+        raise ValueError(f"{what}: labels must lie in 0..{top} ({top} = background); got "
+                         f"{int(labels.min())}..{int(labels.max())}")
     return labels.long()
 
 
@@ -55,13 +59,12 @@ def cls_inputs(logits: torch.Tensor, labels: torch.Tensor, iou: torch.Tensor | N
     if logits.dim() != 2:
         raise ValueError(f"cls logits must be [N, K]; got {tuple(logits.shape)}")
     n, k = logits.shape
-    labels = _labels(labels, n, "cls")
-    y = F.one_hot(labels.clamp(0, k - 1), k).to(logits.dtype)
+    labels = _labels(labels, n, k - 1, "cls")
+    y = F.one_hot(labels, k).to(logits.dtype)
     iou = _iou(iou, n, logits)
     w = torch.ones(n, dtype=logits.dtype, device=logits.device)
     if iou is not None:
-        positive = (labels >= 0) & (labels < k - 1)
-        w = torch.where(positive, iou, w)
+        w = torch.where(labels < k - 1, iou, w)
     return dict(x=logits, y=y, w=w)
 
 
@@ -84,8 +87,8 @@ def binary_inputs(logits: torch.Tensor, target: torch.Tensor, iou: torch.Tensor 
     if target.shape == logits.shape:
         y = target.to(logits.dtype)
     else:
-        labels = _labels(target, n, "cls_binary")
-        y = F.one_hot(labels.clamp(0, c), c + 1)[:, :c].to(logits.dtype)
+        labels = _labels(target, n, c, "cls_binary")
+        y = F.one_hot(labels, c + 1)[:, :c].to(logits.dtype)
     iou = _iou(iou, n, logits)
     w = torch.ones_like(logits)
     if iou is not None:
