@@ -69,7 +69,8 @@ def train(config: "str | Path", loss_cls: str | None = None, loss_reg: str | Non
     Returns:
       a JSON-able dict: the arguments, ``metrics`` (CocoMetric's ``coco/bbox_mAP``,
       ``coco/bbox_mAP_50``, ... from pycocotools), ``history`` (losses and seconds per step), the
-      summary of :func:`summarize`, ``train_seconds`` and the device.
+      summary of :func:`summarize`, ``train_seconds`` (wall time of the training and its final
+      validation) and the device.
 
     Raises:
       bridge.finite.NonFiniteLossError: the formula produced NaN/inf (names formula and step).
@@ -112,8 +113,12 @@ def train(config: "str | Path", loss_cls: str | None = None, loss_reg: str | Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bridge.train", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bridge.train",
+        description="Train a detector with searched losses, evaluate COCO mAP (pycocotools) and "
+                    "write the metrics as JSON.",
+        epilog="Exit status: 0 done; 2 bad arguments, config, formula or data; 3 the formula "
+               "produced NaN or inf during training.")
     p.add_argument("--config", required=True, help="config file, or a bridge config's name")
     p.add_argument("--loss-cls", default=None, metavar="FORMULA",
                    help="classification loss: formula text or library name (default: config's)")

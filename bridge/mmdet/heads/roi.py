@@ -59,7 +59,8 @@ class IoUShared2FCBBoxHead(Shared2FCBBoxHead):
     def loss(self, cls_score, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights,
              reduction_override: Optional[str] = None) -> dict:
         extra = {}
-        if cls_score is not None and cls_score.numel() > 0 and bbox_pred is not None:
+        if cls_score is not None and cls_score.numel() > 0 and bbox_pred is not None and \
+                getattr(self.loss_cls, "accepts_iou", False):
             extra = iou_kwargs(self.loss_cls, roi_ious(self, bbox_pred, rois, labels,
                                                        bbox_targets))
         if not extra:
