@@ -130,7 +130,7 @@ class SearchedLoss(torch.nn.Module):
     # ------------------------------------------------------------------------------------------
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                 avg_factor: float | None = None, reduction_override: str | None = None,
-                iou: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+                iou: torch.Tensor | None = None, **unsupported) -> torch.Tensor:
         """The weighted, reduced loss (× loss_weight).
 
         Args:
@@ -143,6 +143,9 @@ class SearchedLoss(torch.nn.Module):
           reduction_override: ``'none'``, ``'mean'`` or ``'sum'`` for this call.
           iou: [N] detached IoU of each sample's box with its ground truth (classification only).
         """
+        if unsupported:
+            raise TypeError(f"SearchedLoss does not support {', '.join(sorted(unsupported))} "
+                            "(the head passed arguments this loss would otherwise ignore)")
         if reduction_override not in (None,) + REDUCTIONS:
             raise ValueError(f"reduction_override must be None or one of {REDUCTIONS}")
         reduction = reduction_override or self.reduction
