@@ -14,8 +14,14 @@ class LossModule(torch.nn.Module):
     """Per-sample values of one jaxloss loss, computed from its graph with torch operators.
 
     Inputs as in ``jaxloss.evaluate``: ``cls``: x [N, K], y [N, K], w [N]; ``cls_binary``: x, y, w
-    [N]; ``reg``: i, u, e [N]. Returns [N], differentiable in every input. The graph is walked node
-    by node with the same operator table and guards as the JAX engine (no text is ever evaluated).
+    [N]; ``reg``: i, u, e [N]. Returns [N] in the inputs' dtype and on their device (CPU or CUDA),
+    differentiable in every input. The graph is walked node by node with the same operator table
+    and guards as the JAX engine (:mod:`jaxloss.ops`, :mod:`jaxloss.guards`); no text is ever
+    evaluated.
+
+    Attributes:
+      loss: the :class:`jaxloss.Loss` it computes.
+      branch: its :class:`jaxloss.Branch`.
     """
 
     def __init__(self, loss: jaxloss.Loss):
@@ -23,20 +29,38 @@ class LossModule(torch.nn.Module):
         self.loss = loss
         self.branch = branches.get(loss.branch)
         self._per_class_root = per_class_flags(loss.graph, loss.branch)[-1]
+        self.uses = frozenset(ops.OPS[code].name for code, _, _ in loss.graph
+                              if ops.OPS[code].arity == 0 and code not in ops.CONSTANTS)
+        """Names of the inputs the formula reads (e.g. ``{"x", "y"}`` for CE: no ``w``)."""
 
     def extra_repr(self) -> str:
         return f"{self.loss.branch}: {self.loss}"
 
+    def _check(self, inputs: dict[str, torch.Tensor]) -> None:
+        names = self.branch.inputs
+        missing = [n for n in names if n not in inputs]
+        extra = [n for n in inputs if n not in names]
+        if missing or extra:
+            raise ValueError(f"the {self.branch.name} loss takes the inputs {', '.join(names)}"
+                             + (f"; missing {', '.join(missing)}" if missing else "")
+                             + (f"; unknown {', '.join(extra)}" if extra else ""))
+        shapes = {n: tuple(inputs[n].shape) for n in names}
+        if self.branch.class_axis:
+            x, y, w = shapes["x"], shapes["y"], shapes["w"]
+            if len(x) != 2 or y != x or w != x[:1]:
+                raise ValueError(f"cls inputs must be x [N, K], y [N, K] and w [N]; got x {x}, "
+                                 f"y {y}, w {w}")
+        elif len(set(shapes.values())) != 1 or len(shapes[names[0]]) != 1:
+            raise ValueError(f"{self.branch.name} inputs must all be 1-D of the same length N; "
+                             "got " + ", ".join(f"{n} {s}" for n, s in shapes.items()))
+
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        missing = [n for n in self.branch.inputs if n not in inputs]
-        if missing:
-            raise ValueError(f"the {self.branch.name} loss needs inputs "
-                             f"{', '.join(self.branch.inputs)}; missing {', '.join(missing)}")
+        self._check(inputs)
         like = inputs["x"] if self.branch.class_axis else inputs[self.branch.inputs[0]]
         shape = like.shape if self.branch.class_axis else like.shape + (1,)
         leaves = {}
         for name in self.branch.inputs:
-            t = inputs[name]
+            t = inputs[name].to(dtype=like.dtype)
             leaves[ops.code(name)] = (t.unsqueeze(-1) if t.dim() == 1 else t).expand(shape)
         for code, value in ops.CONSTANTS.items():
             leaves[code] = torch.full(shape, value, dtype=like.dtype, device=like.device)
@@ -55,14 +79,32 @@ class LossModule(torch.nn.Module):
         return out[..., 0]
 
 
-def to_torch(loss: "jaxloss.Loss | str", branch: str | None = None) -> LossModule:
+def to_torch(loss: "jaxloss.Loss | jaxloss.Population | str", branch: str | None = None
+             ) -> LossModule:
     """A ``torch.nn.Module`` computing exactly what ``jaxloss.evaluate`` computes for ``loss``.
 
     Args:
-      loss: a :class:`jaxloss.Loss`, or formula text (then ``branch`` is needed).
+      loss: a :class:`jaxloss.Loss`; a :class:`jaxloss.Population` of one genome; the name of a
+        library loss (``"CSE-Autoloss-A_cls"``); or formula text (then ``branch`` is needed).
+      branch: the branch of formula text; checked against the loss's own branch otherwise.
+
+    The module is built from the loss graph (the genome's nodes), never by evaluating text.
     """
+    if isinstance(loss, jaxloss.Population):
+        if len(loss) != 1:
+            raise ValueError(f"to_torch takes one genome; the population has {len(loss)} "
+                             "(use to_torch(pop[k]))")
+        loss = loss[0]
     if isinstance(loss, str):
-        if branch is None:
+        if loss in jaxloss.LIBRARY:
+            loss = jaxloss.LIBRARY[loss]
+        elif branch is None:
             raise ValueError("formula text needs a branch: to_torch(text, branch='cls')")
-        loss = jaxloss.parse(loss, branch)
+        else:
+            loss = jaxloss.parse(loss, branch)
+    if not isinstance(loss, jaxloss.Loss):
+        raise TypeError(f"to_torch takes a jaxloss.Loss, a Population of one genome, a library "
+                        f"name or formula text, not {type(loss).__name__}")
+    if branch is not None and branches.get(branch).name != loss.branch:
+        raise ValueError(f"{loss} is a {loss.branch} loss, not {branch}")
     return LossModule(loss)

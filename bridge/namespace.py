@@ -15,14 +15,32 @@ def _sequential_last(combine, a: torch.Tensor) -> torch.Tensor:
     return out
 
 
+# Derivatives at ties follow JAX, so that gradients match the engine's everywhere, not only almost
+# everywhere: JAX gives |a|' = 1 at a = 0 (torch.abs: 0) and max(a, b)' = 1/2 at a = b (torch.clamp:
+# 0). Those points are common, not rare: y is exactly 0 or 1, and S-curves such as alf take |·| of
+# their argument, so alf'(0) would be 0 instead of 1/4 with torch.abs. Values are unchanged (also
+# for NaN and ±inf).
+
+def _abs(a: torch.Tensor) -> torch.Tensor:
+    return torch.where(a >= 0, a, -a)
+
+
+def _maximum(a: torch.Tensor, bound: float) -> torch.Tensor:
+    return torch.where(a > bound, a, torch.where(a < bound, bound, 0.5 * (a + bound)))
+
+
+def _minimum(a: torch.Tensor, bound: float) -> torch.Tensor:
+    return torch.where(a < bound, a, torch.where(a > bound, bound, 0.5 * (a + bound)))
+
+
 TORCH = SimpleNamespace(
-    exp=torch.exp, log=torch.log, log1p=torch.log1p, abs=torch.abs, sqrt=torch.sqrt,
+    exp=torch.exp, log=torch.log, log1p=torch.log1p, abs=_abs, sqrt=torch.sqrt,
     tanh=torch.tanh, sin=torch.sin, cos=torch.cos, arctan=torch.atan, erf=torch.erf,
     erfc=torch.erfc, where=torch.where,
     sigmoid=torch.sigmoid,
-    minimum=lambda a, bound: torch.clamp(a, max=bound),
-    maximum=lambda a, bound: torch.clamp(a, min=bound),
-    max_last=lambda a: _sequential_last(torch.maximum, a),
+    minimum=_minimum,
+    maximum=_maximum,
+    max_last=lambda a: _sequential_last(torch.maximum, a),  # torch.maximum splits ties like JAX
     sum_last=lambda a: _sequential_last(torch.add, a),
     broadcast_like=lambda a, like: a.expand_as(like),
 )

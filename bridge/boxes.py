@@ -1,0 +1,60 @@
+"""Box geometry for the regression branch: intersection i, union u and enclosing area e.
+
+Boxes are ``[N, 4]`` tensors ``(x1, y1, x2, y2)`` in pixels of the network's input image (after
+resizing, as MMDetection's heads decode them). Areas are therefore in square pixels.
+
+As in the published CSE-Autoloss release, ``AREA_EPS`` = 1e-7 is added to the union and to the
+enclosing area (never to the intersection), so that ``i/u`` and ``(e - u)/e`` stay finite for
+degenerate boxes; next to real box areas (tens to 10⁵ px²) it changes nothing, and the constants
+2 and 3 of CSE-Autoloss-A_reg / -B_reg are likewise tiny next to real areas.
+"""
+
+from __future__ import annotations
+
+import torch
+
+AREA_EPS = 1e-7
+"""Added to the union u and the enclosing area e (px²), as in the release."""
+
+
+def areas(pred: torch.Tensor, target: torch.Tensor, eps: float = AREA_EPS
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Intersection, union and smallest-enclosing-box area of aligned box pairs.
+
+    Args:
+      pred, target: [N, 4] boxes (x1, y1, x2, y2), pixels.
+      eps: added to u and e (px²).
+
+    Returns:
+      (i, u, e), each [N], px²; differentiable in both boxes. A box with x2 < x1 has a negative
+      area, which enters u unclamped (as in MMDetection's ``bbox_overlaps`` and the release).
+    """
+    if pred.shape != target.shape or pred.dim() != 2 or pred.shape[-1] != 4:
+        raise ValueError(f"boxes must both be [N, 4] (x1, y1, x2, y2); got {tuple(pred.shape)} "
+                         f"and {tuple(target.shape)}")
+    lt = torch.maximum(pred[:, :2], target[:, :2])
+    rb = torch.minimum(pred[:, 2:], target[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    i = wh[:, 0] * wh[:, 1]
+    area_p = (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
+    area_t = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
+    u = area_p + area_t - i + eps
+    enclose = (torch.maximum(pred[:, 2:], target[:, 2:])
+               - torch.minimum(pred[:, :2], target[:, :2])).clamp(min=0)
+    e = enclose[:, 0] * enclose[:, 1] + eps
+    return i, u, e
+
+
+def aligned_iou(pred: torch.Tensor, target: torch.Tensor, floor: float = 1e-7) -> torch.Tensor:
+    """Detached IoU of aligned box pairs, clamped to [floor, 1]: the ``w`` input of the
+    classification branches (the release clamps it at 1e-7 too).
+
+    Args:
+      pred, target: [N, 4] boxes (x1, y1, x2, y2), any common unit (IoU is scale-free).
+
+    Returns:
+      [N], no gradient.
+    """
+    with torch.no_grad():
+        i, u, _ = areas(pred.detach().float(), target.detach().float(), eps=1e-6)
+        return (i / u.clamp(min=1e-6)).clamp(min=floor, max=1.0).to(pred.dtype)

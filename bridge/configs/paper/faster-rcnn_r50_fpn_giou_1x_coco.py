@@ -1,0 +1,8 @@
+# Faster R-CNN R50-FPN 1x COCO, default losses: CE (weight 1) + GIoU on decoded boxes (weight 10).
+# MMDetection's own GIoU config, plus the bridge (IoU-aware RoI head, which with CE changes
+# nothing, so that a searched loss is one line away; the training-step hook for error messages).
+_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_giou_1x_coco.py'
+custom_imports = dict(imports=['bridge.mmdet'], allow_failed_imports=False)
+custom_hooks = [dict(type='TrainingStepHook')]
+
+model = dict(roi_head=dict(bbox_head=dict(type='IoUShared2FCBBoxHead')))
