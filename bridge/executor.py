@@ -46,6 +46,7 @@ class Task:
     function: str
     kwargs: dict = field(default_factory=dict)
     timeout_s: float = 3600.0
+    log_path: str | None = None  # the task's stdout and stderr go there (None: the worker's)
 
 
 @dataclass
@@ -92,6 +93,31 @@ def run_task(function: str, kwargs: dict) -> tuple[str | None, object, str]:
         return classify(err), None, f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
 
 
+def run_task_logged(function: str, kwargs: dict, log_path: str | None):
+    """:func:`run_task` with this process's stdout and stderr (file descriptors 1 and 2, so that
+    C libraries' output goes there too) sent to ``log_path`` for the duration of the task."""
+    if not log_path:
+        return run_task(function, kwargs)
+    import sys
+
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            return run_task(function, kwargs)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def _worker_main(conn, env: dict) -> None:
     os.environ.update(env)
     while True:
@@ -101,8 +127,8 @@ def _worker_main(conn, env: dict) -> None:
             return
         if message is None:
             return
-        function, kwargs = message
-        conn.send(run_task(function, kwargs))
+        function, kwargs, log_path = message
+        conn.send(run_task_logged(function, kwargs, log_path))
 
 
 class _Worker:
@@ -168,12 +194,13 @@ class LocalExecutor:
             for slot, worker in enumerate(self.pool):
                 if worker.task is None and pending:
                     index = pending.pop(0)
+                    message = (tasks[index].function, tasks[index].kwargs, tasks[index].log_path)
                     try:
-                        worker.conn.send((tasks[index].function, tasks[index].kwargs))
+                        worker.conn.send(message)
                     except (BrokenPipeError, OSError):
                         worker.kill()
                         self.pool[slot] = worker = self._spawn(slot)
-                        worker.conn.send((tasks[index].function, tasks[index].kwargs))
+                        worker.conn.send(message)
                     worker.task, worker.started = index, time.monotonic()
             busy = [w for w in self.pool if w.task is not None]
             deadline = min(w.started + tasks[w.task].timeout_s for w in busy)
@@ -230,8 +257,8 @@ class LocalExecutor:
         self.close()
 
 
-def _ray_run(function: str, kwargs: dict):
-    return run_task(function, kwargs)
+def _ray_run(function: str, kwargs: dict, log_path: str | None):
+    return run_task_logged(function, kwargs, log_path)
 
 
 class RayExecutor:
@@ -257,7 +284,8 @@ class RayExecutor:
 
     def map(self, tasks: Sequence[Task], on_done=None) -> list[Outcome]:
         ray = self.ray
-        refs = {self.remote.remote(t.function, t.kwargs): i for i, t in enumerate(tasks)}
+        refs = {self.remote.remote(t.function, t.kwargs, t.log_path): i
+                for i, t in enumerate(tasks)}
         started = {ref: time.monotonic() for ref in refs}
         outcomes: list[Outcome | None] = [None] * len(tasks)
         waiting = list(refs)

@@ -34,6 +34,21 @@ class NonFiniteLossError(FloatingPointError):
                          f"{detail}. This formula cannot train this detector; reject it.")
 
 
+class ExplodingLossError(FloatingPointError):
+    """A training's loss ran away (finite, but far beyond where it started).
+
+    Attributes:
+      step: the training iteration; loss: its total loss; reference: the scale it started at;
+      factor: the limit that was crossed (|loss| > factor · reference).
+    """
+
+    def __init__(self, step: int, loss: float, reference: float, factor: float):
+        self.step, self.loss, self.reference, self.factor = step, loss, reference, factor
+        super().__init__(f"the loss exploded at training step {step}: {loss:.4g} is more than "
+                         f"{factor:g} times its starting scale {reference:.4g}; aborting this "
+                         "training")
+
+
 class _Step:
     """The current training iteration, set by TrainingStepHook (None outside training)."""
 

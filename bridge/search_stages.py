@@ -4,12 +4,13 @@
 * ``d_verify`` — the model optimization simulation: the chosen detector (Faster R-CNN for ``cls``,
   FCOS for ``cls_binary`` and ``reg`` by default) trains with the candidate loss on D_verify (one
   image per category of the training set) for ``verify_iters`` iterations and is tested on it; a
-  candidate whose D_verify AP is below the threshold is rejected (``below_threshold``). The
-  threshold is the D_verify AP of the previous generation's top loss; in the first generation, that
-  of the initial loss L_I.
+  candidate whose D_verify AP is below the threshold (less VERIFY_SLACK, 10%, for the noise of
+  such short trainings) is rejected (``below_threshold``). The threshold is the D_verify AP of the
+  previous generation's top loss; in the first generation, that of the initial loss L_I.
 * ``proxy`` — the proxy task: training on the proxy training set (the training set minus a random
-  held-out validation subset, as the paper's 10k images) for ``proxy_epochs`` epochs, COCO mAP
-  (pycocotools) on the held-out subset. That mAP is the candidate's fitness.
+  held-out validation subset, as the paper's 10k images) for ``proxy_epochs`` epochs (at least
+  MIN_PROXY_ITERS iterations), COCO mAP (pycocotools) on the held-out subset. That mAP is the
+  candidate's fitness.
 
 Every training runs in its own worker (:mod:`bridge.executor`, local processes or Ray tasks) with
 a time limit: a NaN or ±inf loss, a loss that runs away (``exploded``: more than
@@ -37,6 +38,13 @@ from jaxloss.search.stages import Stage, StageOutcome
 DEFAULT_CONFIG = {"cls": "faster-rcnn_r18-tiny", "cls_binary": "fcos_r18-tiny",
                   "reg": "fcos_r18-tiny"}
 LOSS_SLOT = {"cls": "loss_cls", "cls_binary": "loss_cls", "reg": "loss_reg"}
+MIN_PROXY_ITERS = 150
+"""The proxy training is ``proxy_epochs`` epochs but at least this many iterations: on COCO one
+epoch is thousands of iterations; on the small embedded default it would be a dozen."""
+VERIFY_SLACK = 0.1
+"""A candidate passes D_verify with at least (1 - VERIFY_SLACK) times the threshold AP: trainings
+of a few dozen iterations on a handful of images are noisy, and an equally good loss should not
+fail by chance half the time."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class DetectorSettings:
         return cls(
             branch=s["branch"], config=s.get("detector_config") or DEFAULT_CONFIG[s["branch"]],
             data=s.get("data") or "embedded", images=s.get("images"),
-            verify_iters=int(s.get("verify_iters") or 30),
+            verify_iters=int(s.get("verify_iters") or 40),
             proxy_epochs=int(s.get("proxy_epochs") or 1), proxy_val=s.get("proxy_val"),
             batch_size=s.get("batch_size"), executor=s.get("executor") or "local",
             workers=int(s.get("workers") or 1), ray_address=s.get("ray_address"),
@@ -224,11 +232,12 @@ class DetectorStage(Stage):
         keys = {k: self.task_key(k) for k in formulas}
         todo = [k for k in formulas if self.cache.get(keys[k]) is None]
         threads = max(1, (os.cpu_count() or 1) // self.d.workers)
+        folder = {k: self.run_dir / "trainings" / f"{self.name}-{keys[k]}" for k in todo}
         tasks = [Task(keys[k], "bridge.search_stages:train_candidate", dict(
             config=self.d.config, branch=self.d.branch, formula=formulas[k],
-            work_dir=str(self.run_dir / "trainings" / f"{self.name}-{keys[k]}"),
-            seed=self.d.seed, batch_size=self.d.batch_size, explode_factor=self.d.explode_factor,
-            threads=threads, **self.training()), timeout_s=self.d.timeout_s) for k in todo]
+            work_dir=str(folder[k]), seed=self.d.seed, batch_size=self.d.batch_size,
+            explode_factor=self.d.explode_factor, threads=threads, **self.training()),
+            timeout_s=self.d.timeout_s, log_path=str(folder[k] / "train.log")) for k in todo]
         if tasks:
             self.log(f"    {self.name}: {len(tasks)} training(s), {len(formulas) - len(tasks)} "
                      "from the cache")
@@ -292,7 +301,7 @@ class VerifyStage(DetectorStage):
         return self.threshold
 
     def judge(self, score, passed, reasons):
-        limit = self.ensure_threshold()
+        limit = self.ensure_threshold() * (1.0 - VERIFY_SLACK)
         below = passed & (np.nan_to_num(score, nan=-1.0) < limit)
         reasons = [("below_threshold" if b else r) for b, r in zip(below, reasons)]
         return passed & ~below, reasons
@@ -324,12 +333,14 @@ class ProxyStage(DetectorStage):
 
     def training(self) -> dict:
         batch = self.d.batch_size or 2
-        iters = max(1, self.d.proxy_epochs * math.ceil(self.data.num_proxy_train / batch))
+        iters = max(MIN_PROXY_ITERS,
+                    self.d.proxy_epochs * math.ceil(self.data.num_proxy_train / batch))
         return {"data": f"coco:{self.data.proxy_train}", "images": self.data.images,
                 "val": f"coco:{self.data.proxy_val}", "iters": iters}
 
     def describe(self):
-        return f"proxy task ({self.d.config}, {self.d.proxy_epochs} epoch(s))"
+        return (f"proxy task ({self.d.config}, {self.training()['iters']} iterations: "
+                f"{self.d.proxy_epochs} epoch(s), at least {MIN_PROXY_ITERS})")
 
 
 def detector_stages(settings: dict, run_dir, log) -> list[Stage]:

@@ -63,7 +63,7 @@ def train(config: "str | Path", loss_cls: str | None = None, loss_reg: str | Non
           data: str = "embedded", images=None, val: str | None = None, val_images=None,
           iters: int | None = None, batch_size: int | None = None,
           work_dir: "str | Path | None" = None, seed: int = 0, progress: bool = True,
-          embedded: EmbeddedSpec = EmbeddedSpec()) -> dict:
+          embedded: EmbeddedSpec = EmbeddedSpec(), explode_factor: float | None = None) -> dict:
     """Train a detector with the given losses, validate it, and return the run's record.
 
     Returns:
@@ -72,8 +72,12 @@ def train(config: "str | Path", loss_cls: str | None = None, loss_reg: str | Non
       summary of :func:`summarize`, ``train_seconds`` (wall time of the training and its final
       validation) and the device.
 
+    ``explode_factor``: abort (``bridge.finite.ExplodingLossError``) when the loss exceeds that
+    many times its starting scale (:class:`bridge.mmdet.hooks.ExplodingLossHook`); None: never.
+
     Raises:
       bridge.finite.NonFiniteLossError: the formula produced NaN/inf (names formula and step).
+      bridge.finite.ExplodingLossError: the loss ran away (with ``explode_factor``).
       bridge.data.DataError, jaxloss.FormulaError, ValueError, FileNotFoundError: bad inputs.
     """
     cfg = configs.load(config)
@@ -85,6 +89,9 @@ def train(config: "str | Path", loss_cls: str | None = None, loss_reg: str | Non
     if iters is not None:
         configs.set_iters(cfg, iters)
     configs.set_runtime(cfg, work_dir, seed=seed, progress=progress, batch_size=batch_size)
+    if explode_factor is not None:
+        cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type="ExplodingLossHook",
+                                                          factor=float(explode_factor))]
     runner = _runner(cfg)
     record = next(h for h in runner.hooks if type(h).__name__ == "RunRecordHook")
     start = time.perf_counter()

@@ -98,3 +98,30 @@ class ProgressBarHook(Hook):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+@HOOKS.register_module()
+class ExplodingLossHook(Hook):
+    """Aborts a training whose total loss runs away: raises
+    :class:`bridge.finite.ExplodingLossError` when |loss| exceeds ``factor`` times its starting
+    scale (the largest of 1 and the mean |loss| of the first ``warmup`` iterations)."""
+
+    priority = "LOW"
+
+    def __init__(self, factor: float = 1000.0, warmup: int = 3):
+        self.factor, self.warmup = float(factor), int(warmup)
+        self._first: list[float] = []
+
+    def before_train(self, runner) -> None:
+        self._first = []
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        loss = _scalars(outputs).get("loss")
+        if loss is None:
+            return
+        if len(self._first) < self.warmup:
+            self._first.append(abs(loss))
+            return
+        reference = max(1.0, sum(self._first) / len(self._first))
+        if abs(loss) > self.factor * reference:
+            raise finite.ExplodingLossError(int(runner.iter), loss, reference, self.factor)

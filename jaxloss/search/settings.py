@@ -33,7 +33,7 @@ class Settings:
     population: int = 2000
     generations: int = 5
     parents: int | None = None
-    top_k: int = 20
+    top_k: int = 4
     p_crossover: float = 0.5
     p_mutation: float = 0.5
     tournament_size: int = 3
@@ -50,7 +50,7 @@ class Settings:
     detector_config: str | None = None
     data: str = "embedded"
     images: str | None = None
-    verify_iters: int = 30
+    verify_iters: int = 40
     proxy_epochs: int = 1
     proxy_val: int | None = None
     batch_size: int | None = None

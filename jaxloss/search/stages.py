@@ -145,8 +145,10 @@ class SimulationStage(Stage):
 
 
 class TopKStage(Stage):
-    """Keeps the ``k`` best candidates by their latest score for the expensive stages after it
-    (ties broken by index, so the choice is deterministic)."""
+    """Keeps the ``k`` best *distinct* candidates by their latest score for the expensive stages
+    after it: candidates that compute the same function (same fingerprint in the simulation, else
+    the same structure) count once, and every copy of a chosen one goes on (they share its
+    trainings through the cache). Ties are broken by index, so the choice is deterministic."""
 
     name = "top_k"
 
@@ -155,13 +157,20 @@ class TopKStage(Stage):
 
     def run(self, pop, indices, context):
         latest = context["score"][indices]
+        prints = context.get("fingerprints", {})
+        identity = [prints.get(int(i)) or pop[int(i)].key for i in indices]
         order = np.lexsort((indices, -np.nan_to_num(latest, nan=-np.inf)))
-        passed = np.zeros(len(indices), bool)
-        passed[order[: self.k]] = True
+        chosen: list = []
+        for j in order:
+            if identity[j] not in chosen:
+                chosen.append(identity[j])
+            if len(chosen) == self.k:
+                break
+        passed = np.array([ident in chosen for ident in identity], bool)
         return StageOutcome(indices, passed, None, [None if p else "not_top_k" for p in passed])
 
     def describe(self):
-        return f"top {self.k}"
+        return f"top {self.k} distinct"
 
 
 def load_detector_stages(settings: dict, run_dir, log) -> list[Stage]:
