@@ -108,7 +108,7 @@ def engine_derivatives(pop: jaxloss.Population, inputs: dict, directions: dict) 
         _, t = engine.evaluate_population(
             *arrays, jnp.asarray(leaves.values), jnp.asarray(tangent), branch_name=pop.branch,
             chunk=engine.DEFAULT_CHUNK, num_classes=leaves.num_classes, block=block,
-            reduce=_values_and_tangents)
+            reduce=_values_and_tangents, tangent_inputs=(name,))
         out[name] = np.asarray(t[: len(pop)])
     return out
 
