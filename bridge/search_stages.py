@@ -66,6 +66,7 @@ class DetectorSettings:
     explode_factor: float
     seed: int
     initial: str
+    task: str = "bridge.search_stages:train_candidate"
 
     @classmethod
     def from_search(cls, s: dict) -> "DetectorSettings":
@@ -80,7 +81,8 @@ class DetectorSettings:
             workers=int(s.get("workers") or 1), ray_address=s.get("ray_address"),
             timeout_s=float(s.get("train_timeout") or 1800.0),
             explode_factor=float(s.get("explode_factor") or 1000.0), seed=int(s.get("seed", 0)),
-            initial=s.get("initial") or str(LIBRARY[INITIAL_LOSS[s["branch"]]]))
+            initial=s.get("initial") or str(LIBRARY[INITIAL_LOSS[s["branch"]]]),
+            task=s.get("detector_task") or "bridge.search_stages:train_candidate")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,7 +226,8 @@ class DetectorStage(Stage):
 
     def task_key(self, loss_key: str) -> str:
         spec = dict(self.training(), stage=self.name, loss=loss_key, config=self.d.config,
-                    branch=self.d.branch, seed=self.d.seed, batch_size=self.d.batch_size)
+                    branch=self.d.branch, seed=self.d.seed, batch_size=self.d.batch_size,
+                    task=self.d.task)
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
     def train(self, formulas: dict[str, str]) -> dict[str, dict]:
@@ -233,7 +236,7 @@ class DetectorStage(Stage):
         todo = [k for k in formulas if self.cache.get(keys[k]) is None]
         threads = max(1, (os.cpu_count() or 1) // self.d.workers)
         folder = {k: self.run_dir / "trainings" / f"{self.name}-{keys[k]}" for k in todo}
-        tasks = [Task(keys[k], "bridge.search_stages:train_candidate", dict(
+        tasks = [Task(keys[k], self.d.task, dict(
             config=self.d.config, branch=self.d.branch, formula=formulas[k],
             work_dir=str(folder[k]), seed=self.d.seed, batch_size=self.d.batch_size,
             explode_factor=self.d.explode_factor, threads=threads, **self.training()),

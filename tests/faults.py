@@ -36,3 +36,22 @@ def oom() -> dict:
 
 def fail() -> dict:
     raise ValueError("a bug in the training code")
+
+
+def fake_training(formula: str, work_dir: str, **kwargs) -> dict:
+    """Stands in for bridge.search_stages.train_candidate: deterministic, instant, and faulty for
+    some formulas (chosen by a hash of the text, the initial loss always fine): NaN loss, a
+    training that hangs, a worker that dies."""
+    import hashlib
+
+    h = int(hashlib.sha256(formula.encode()).hexdigest(), 16)
+    if not formula.startswith("-w * (y * ((1 - sigmoid(x)) * (1 - sigmoid(x))) * log(sigmoid(x))"):
+        fault = h % 5
+        if fault == 0:
+            raise NonFiniteLossError(f"the cls_binary loss {formula!r} produced nan at step 3")
+        if fault == 1:
+            hang()
+        if fault == 2:
+            die()
+    return {"mAP": (h % 1000) / 2000.0, "mAP_50": 0.0, "loss_first": 1.0, "loss_last": 0.5,
+            "train_seconds": 0.0}

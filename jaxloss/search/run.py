@@ -198,11 +198,10 @@ class Search:
             fitness = jnp.asarray(np.where(np.isnan(final), np.inf, -final))
             state, _ = self.strategy.tell(k_tell, solutions, fitness, state, self.params)
             reached = np.flatnonzero(~np.isnan(final))
-            losses = {int(k): pop[int(k)] for k in reached}
-            for rec in records:
-                loss = losses.get(rec["index"])
-                if loss is not None:
-                    rec["formula"], rec["key"] = str(loss), loss.key
+            every = pop.losses()
+            for rec, loss in zip(records, every):
+                rec["formula"], rec["key"] = str(loss), loss.key
+            losses = {int(k): every[int(k)] for k in reached}
             entries = [archives.Entry(str(losses[k]), losses[k].key, float(final[k]),
                                       generation + 1) for k in losses]
             archive = archives.update(archives.from_json(document["archive"]), entries,

@@ -59,6 +59,7 @@ class Settings:
     ray_address: str | None = None
     train_timeout: float = 1800.0
     explode_factor: float = 1000.0
+    detector_task: str | None = None  # "module:function" training one candidate (tests, custom trainers)
     extra: dict = field(default_factory=dict)
 
     @property
