@@ -152,3 +152,11 @@ def test_a_corrupt_checkpoint_is_skipped_with_a_message(tmp_path):
     assert "checkpoint 2" in text and "unusable" in text
     assert "after generation 1" in text
     assert json.loads((out / "report.json").read_text())["best"]
+
+
+def test_the_paper_scale_search_configs_are_valid():
+    from jaxloss.search.settings import load_config
+
+    for path in sorted((ROOT / "configs" / "search").glob("*.toml")):
+        settings = validate(Settings(**load_config(path)))
+        assert settings.population >= 1000 and settings.detector
