@@ -7,7 +7,8 @@ min_nodes = max_nodes = 16, seed 0), each evaluated on the same 2,048 detection-
 
 Engines:
   * jaxloss — the whole population in one compiled call (compilation timed separately);
-  * torch eager — ``bridge.to_torch(loss)`` modules called one after another under no_grad.
+  * torch eager — each loss's graph walked op by op with plain torch operators
+    (``benchmarks/torch_eager.py``), one after another under no_grad.
 
 Usage:
   python -m benchmarks.evaluate_throughput [--candidates 10000] [--points 2048] [--quick] [--json]
@@ -50,10 +51,10 @@ def time_jaxloss(pop, inputs) -> dict:
 def time_torch_eager(pop, inputs, limit: int) -> dict:
     import torch
 
-    import bridge
+    from benchmarks.torch_eager import EagerLoss
 
     losses = pop.losses()[:limit]
-    modules = [bridge.to_torch(loss) for loss in losses]
+    modules = [EagerLoss(loss) for loss in losses]
     tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
     with torch.no_grad():
         for m in modules[:20]:
@@ -78,12 +79,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.candidates = min(args.candidates, 1000)
+    raw = raw_elementwise_rate()
     pop, inputs = workload(args.candidates, args.points)
     operator_nodes = int(sum(np.count_nonzero(pop.ops[k, :pop.size[k]] >= 10)
                              for k in range(len(pop))))
     ours = time_jaxloss(pop, inputs)
     torch_eager = time_torch_eager(pop, inputs, args.torch_candidates or len(pop))
-    raw = raw_elementwise_rate()
     useful = operator_nodes * args.points / ours["seconds"]
     result = {
         "benchmark": "evaluate_throughput",
