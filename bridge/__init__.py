@@ -10,9 +10,16 @@
   ``bridge/configs/`` (``small/`` for CPU, ``paper/`` for the paper's R50-FPN 1x runs);
 * ``python -m bridge.train`` — train, evaluate COCO mAP, write JSON (:mod:`bridge.train`).
 
-Importing ``bridge`` alone loads torch but not MMDetection.
+Importing ``bridge`` alone loads nothing heavy (the training workers of :mod:`bridge.executor`
+start fast); ``bridge.to_torch`` loads torch and JAX on first use, never MMDetection.
 """
 
-from bridge.module import LossModule, to_torch
-
 __all__ = ["LossModule", "to_torch"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from bridge import module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'bridge' has no attribute {name!r}")

@@ -13,6 +13,8 @@ None                  the function returned; ``result`` is its return value
 ``out_of_memory``     it ran out of memory (``MemoryError`` or a CUDA out-of-memory error)
 ``error``             it raised anything else (``message`` has the exception and traceback)
 ``timeout``           it ran past its time limit; the worker was killed and replaced
+``no_start``          its worker could not start (an import failed, or it took longer than
+                      ``startup_timeout_s`` to become ready)
 ``crashed``           the worker process died (segfault, ``os._exit``, killed by the OS)
 ====================  ===================================================================
 
@@ -23,6 +25,13 @@ Executors:
   (``CUDA_VISIBLE_DEVICES``). A worker that times out or dies is replaced; the others go on.
 * :class:`RayExecutor` — Ray tasks with ``num_gpus`` each, so trainings spread over every GPU of a
   Ray cluster (``address``: ``"auto"``, ``"ray://host:10001"``, or None for a local instance).
+
+A task's time limit counts from the moment its worker starts running it, never the time a fresh
+worker spends starting its interpreter and importing torch (seconds on a busy 2-core machine,
+more on a cold cluster node): a worker tells the executor when it begins a task. A Ray task runs
+its work through a one-worker :class:`LocalExecutor` on the node it lands on, so it gets the same
+isolation and the same limits; the driver only gives up on a Ray task that has not finished
+``startup_timeout_s`` after its own limit (a node that never starts it).
 """
 
 from __future__ import annotations
@@ -118,6 +127,9 @@ def run_task_logged(function: str, kwargs: dict, log_path: str | None):
             os.close(saved[1])
 
 
+STARTED = "started"  # a worker's word that it has begun the task it was sent
+
+
 def _worker_main(conn, env: dict) -> None:
     os.environ.update(env)
     while True:
@@ -128,6 +140,7 @@ def _worker_main(conn, env: dict) -> None:
         if message is None:
             return
         function, kwargs, log_path = message
+        conn.send(STARTED)
         conn.send(run_task_logged(function, kwargs, log_path))
 
 
@@ -139,7 +152,8 @@ class _Worker:
         child.close()
         self.env = env
         self.task: int | None = None
-        self.started = 0.0
+        self.sent = 0.0  # when the task was sent (time.monotonic())
+        self.started: float | None = None  # when the worker said it began the task
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -155,12 +169,15 @@ class LocalExecutor:
       workers: how many tasks run at once.
       gpus: optional list of GPU ids; worker k sees only ``gpus[k % len(gpus)]``.
       env: extra environment variables for the workers (e.g. thread counts).
+      startup_timeout_s: how long a worker may take to start a task it was sent (a fresh
+        interpreter importing torch); past it the task ends as ``no_start``.
     """
 
     def __init__(self, workers: int = 1, gpus: Sequence[int] | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, startup_timeout_s: float = 300.0):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        self.startup_timeout_s = float(startup_timeout_s)
         self.ctx = mp.get_context("spawn")
         self.workers_wanted = workers
         self.gpus = list(gpus or [])
@@ -190,6 +207,15 @@ class LocalExecutor:
             if on_done is not None:
                 on_done(outcome)
 
+        def replace(slot: int) -> None:
+            self.pool[slot].kill()
+            self.pool[slot] = self._spawn(slot)
+
+        def deadline_of(worker: _Worker) -> float:
+            if worker.started is None:
+                return worker.sent + self.startup_timeout_s
+            return worker.started + tasks[worker.task].timeout_s
+
         while pending or any(w.task is not None for w in self.pool):
             for slot, worker in enumerate(self.pool):
                 if worker.task is None and pending:
@@ -198,38 +224,46 @@ class LocalExecutor:
                     try:
                         worker.conn.send(message)
                     except (BrokenPipeError, OSError):
-                        worker.kill()
-                        self.pool[slot] = worker = self._spawn(slot)
+                        replace(slot)
+                        worker = self.pool[slot]
                         worker.conn.send(message)
-                    worker.task, worker.started = index, time.monotonic()
+                    worker.task, worker.sent, worker.started = index, time.monotonic(), None
             busy = [w for w in self.pool if w.task is not None]
-            deadline = min(w.started + tasks[w.task].timeout_s for w in busy)
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
-                         timeout=max(0.0, deadline - time.monotonic()))
+                         timeout=max(0.0, min(map(deadline_of, busy)) - time.monotonic()))
             now = time.monotonic()
             for slot, worker in enumerate(self.pool):
                 if worker.task is None:
                     continue
-                index, elapsed = worker.task, now - worker.started
+                index = worker.task
                 key = tasks[index].key
+                elapsed = 0.0 if worker.started is None else now - worker.started
                 if worker.conn in ready:
                     try:
-                        reason, result, message = worker.conn.recv()
+                        reply = worker.conn.recv()
                     except (EOFError, OSError):
-                        reason, result, message = "crashed", None, self._death(worker)
-                        worker.kill()
-                        self.pool[slot] = self._spawn(slot)
-                    else:
-                        worker.task = None
+                        message = self._death(worker)
+                        replace(slot)
+                        finish(index, Outcome(key, None, "crashed", message, elapsed))
+                        continue
+                    if reply == STARTED:
+                        worker.started = now
+                        continue
+                    worker.task = None
+                    reason, result, message = reply
                     finish(index, Outcome(key, result, reason, message, elapsed))
                 elif worker.process.sentinel in ready or not worker.process.is_alive():
                     message = self._death(worker)
-                    worker.kill()
-                    self.pool[slot] = self._spawn(slot)
-                    finish(index, Outcome(key, None, "crashed", message, elapsed))
-                elif elapsed >= tasks[index].timeout_s:
-                    worker.kill()
-                    self.pool[slot] = self._spawn(slot)
+                    replace(slot)
+                    reason = "crashed" if worker.started is not None else "no_start"
+                    finish(index, Outcome(key, None, reason, message, elapsed))
+                elif worker.started is None and now >= deadline_of(worker):
+                    replace(slot)
+                    finish(index, Outcome(key, None, "no_start",
+                                          f"its worker did not start it within "
+                                          f"{self.startup_timeout_s:g} s", 0.0))
+                elif worker.started is not None and elapsed >= tasks[index].timeout_s:
+                    replace(slot)
                     finish(index, Outcome(key, None, "timeout",
                                           f"ran past its limit of {tasks[index].timeout_s:g} s; "
                                           "the worker was killed", elapsed))
@@ -257,8 +291,10 @@ class LocalExecutor:
         self.close()
 
 
-def _ray_run(function: str, kwargs: dict, log_path: str | None):
-    return run_task_logged(function, kwargs, log_path)
+def _ray_run(task: Task, startup_timeout_s: float) -> Outcome:
+    """A Ray task: ``task`` in a worker process of this node, with its time limit."""
+    with LocalExecutor(workers=1, startup_timeout_s=startup_timeout_s) as executor:
+        return executor.map([task])[0]
 
 
 class RayExecutor:
@@ -268,15 +304,18 @@ class RayExecutor:
       address: Ray cluster address; None starts (or joins) a local instance.
       num_gpus, num_cpus: resources each task asks for.
       init_kwargs: extra arguments for ``ray.init`` (e.g. ``num_cpus`` of a local instance).
+      startup_timeout_s: how long a task may wait for a node and a worker before its own time
+        limit starts counting.
     """
 
     def __init__(self, address: str | None = None, num_gpus: float = 0, num_cpus: float = 1,
-                 init_kwargs: dict | None = None):
+                 init_kwargs: dict | None = None, startup_timeout_s: float = 300.0):
         try:
             import ray
         except ImportError as err:  # pragma: no cover - ray is pinned in requirements
             raise RuntimeError("the ray executor needs the 'ray' package (pip install ray)") from err
         self.ray = ray
+        self.startup_timeout_s = float(startup_timeout_s)
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
                      **(init_kwargs or {}))
@@ -284,33 +323,38 @@ class RayExecutor:
 
     def map(self, tasks: Sequence[Task], on_done=None) -> list[Outcome]:
         ray = self.ray
-        refs = {self.remote.remote(t.function, t.kwargs, t.log_path): i
-                for i, t in enumerate(tasks)}
-        started = {ref: time.monotonic() for ref in refs}
+        refs = {self.remote.remote(t, self.startup_timeout_s): i for i, t in enumerate(tasks)}
+        submitted = {ref: time.monotonic() for ref in refs}
+
+        def give_up_at(ref) -> float:
+            return submitted[ref] + tasks[refs[ref]].timeout_s + 2 * self.startup_timeout_s
+
         outcomes: list[Outcome | None] = [None] * len(tasks)
         waiting = list(refs)
         while waiting:
-            deadline = min(started[r] + tasks[refs[r]].timeout_s for r in waiting)
             done, waiting = ray.wait(waiting, num_returns=1,
-                                     timeout=max(0.01, deadline - time.monotonic()))
+                                     timeout=max(0.01, min(map(give_up_at, waiting))
+                                                 - time.monotonic()))
             now = time.monotonic()
             for ref in done:
                 i = refs[ref]
                 try:
-                    reason, result, message = ray.get(ref)
-                except Exception as err:  # noqa: BLE001 - the worker died
-                    reason, result, message = "crashed", None, f"{type(err).__name__}: {err}"
-                outcomes[i] = Outcome(tasks[i].key, result, reason, message, now - started[ref])
+                    outcomes[i] = ray.get(ref)
+                except Exception as err:  # noqa: BLE001 - the Ray worker itself died
+                    outcomes[i] = Outcome(tasks[i].key, None, "crashed",
+                                          f"{type(err).__name__}: {err}", now - submitted[ref])
                 if on_done:
                     on_done(outcomes[i])
             for ref in list(waiting):
                 i = refs[ref]
-                if now - started[ref] >= tasks[i].timeout_s:
+                if now >= give_up_at(ref):
                     ray.cancel(ref, force=True)
                     waiting.remove(ref)
-                    outcomes[i] = Outcome(tasks[i].key, None, "timeout",
-                                          f"ran past its limit of {tasks[i].timeout_s:g} s; the "
-                                          "task was cancelled", now - started[ref])
+                    outcomes[i] = Outcome(tasks[i].key, None, "no_start",
+                                          f"Ray did not finish it within "
+                                          f"{now - submitted[ref]:.0f} s of its submission (its "
+                                          f"limit is {tasks[i].timeout_s:g} s once started); "
+                                          "the task was cancelled", 0.0)
                     if on_done:
                         on_done(outcomes[i])
         return outcomes  # type: ignore[return-value]

@@ -244,10 +244,14 @@ class DetectorStage(Stage):
         if tasks:
             self.log(f"    {self.name}: {len(tasks)} training(s), {len(formulas) - len(tasks)} "
                      "from the cache")
-            done = {}
+            done, unstarted = {}, []
 
             def record(outcome: Outcome) -> None:
                 loss_key = next(k for k in todo if keys[k] == outcome.key)
+                if outcome.reason == "no_start":  # the machine's fault, not the candidate's
+                    unstarted.append(outcome.message)
+                    self.log(f"      not started: {outcome.message}")
+                    return
                 done[loss_key] = self.cache.put(outcome.key, outcome,
                                                 {"stage": self.name, "formula": formulas[loss_key]})
                 status = "ok" if outcome.ok else f"failed: {outcome.reason}"
@@ -255,6 +259,12 @@ class DetectorStage(Stage):
                 self.log(f"      {status}{ap} ({outcome.seconds:.0f} s) {formulas[loss_key]}")
 
             self.executor.map(tasks, on_done=record)
+            if unstarted:
+                raise RuntimeError(
+                    f"{len(unstarted)} {self.name} training(s) never started: {unstarted[0]}. "
+                    "The workers could not start (a broken environment, or a machine too busy "
+                    "to start them in time); nothing was recorded for those candidates, so "
+                    "--resume trains them once the workers can start")
         return {k: self.cache.get(keys[k]) for k in formulas}
 
     def run(self, pop: Population, indices: np.ndarray, context: dict) -> StageOutcome:

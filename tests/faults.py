@@ -55,3 +55,12 @@ def fake_training(formula: str, work_dir: str, **kwargs) -> dict:
             die()
     return {"mAP": (h % 1000) / 2000.0, "mAP_50": 0.0, "loss_first": 1.0, "loss_last": 0.5,
             "train_seconds": 0.0}
+
+
+def slow_start_worker(conn, env: dict) -> None:
+    """A worker process that takes 2 s to start (as a fresh interpreter importing torch does on a
+    busy machine), then serves tasks as ``bridge.executor`` workers do."""
+    time.sleep(2.0)
+    from bridge.executor import _worker_main
+
+    _worker_main(conn, env)

@@ -1,0 +1,63 @@
+"""The executors: every kind of failure becomes an outcome, the limits count task time only."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bridge.executor import LocalExecutor, Task
+
+
+def _task(name: str, timeout_s: float = 30.0, **kwargs) -> Task:
+    return Task(key=name, function=f"tests.faults:{name}", kwargs=kwargs, timeout_s=timeout_s)
+
+
+def test_every_failure_is_an_outcome_and_the_pool_goes_on():
+    tasks = [_task("ok", value=1.0), _task("nan"), _task("hang", timeout_s=2.0), _task("die"),
+             _task("oom"), _task("fail"), _task("ok", value=2.0)]
+    with LocalExecutor(workers=2) as executor:
+        outcomes = executor.map(tasks)
+    reasons = [o.reason for o in outcomes]
+    assert reasons == [None, "nonfinite", "timeout", "crashed", "out_of_memory", "error", None]
+    assert outcomes[0].result["value"] == 1.0 and outcomes[-1].result["value"] == 2.0
+    assert "a bug in the training code" in outcomes[5].message
+    assert outcomes[2].seconds >= 2.0
+
+
+def test_the_time_limit_does_not_count_the_workers_start(monkeypatch):
+    # workers that take 2 s to start, twice the task's whole limit
+    import bridge.executor
+    from tests.faults import slow_start_worker
+
+    monkeypatch.setattr(bridge.executor, "_worker_main", slow_start_worker)
+    started = time.monotonic()
+    with LocalExecutor(workers=1) as executor:
+        outcome, = executor.map([_task("ok", timeout_s=1.0, seconds=0.2)])
+    assert outcome.reason is None, outcome.message
+    assert 0.1 <= outcome.seconds < 1.0  # the task slept 0.2 s
+    assert time.monotonic() - started >= 2.0
+
+
+def test_a_worker_that_cannot_start_in_time_is_reported_as_such(monkeypatch):
+    import bridge.executor
+    from tests.faults import slow_start_worker
+
+    monkeypatch.setattr(bridge.executor, "_worker_main", slow_start_worker)
+    with LocalExecutor(workers=1, startup_timeout_s=0.5) as executor:
+        outcome, = executor.map([_task("ok")])
+    assert outcome.reason == "no_start"
+    assert "did not start" in outcome.message
+
+
+def test_the_ray_executor_reports_the_same_outcomes():
+    ray = pytest.importorskip("ray")
+    from bridge.executor import RayExecutor
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        outcomes = RayExecutor().map([_task("ok", timeout_s=1.0, seconds=0.2), _task("nan"),
+                                      _task("hang", timeout_s=2.0), _task("die")])
+    finally:
+        ray.shutdown()
+    assert [o.reason for o in outcomes] == [None, "nonfinite", "timeout", "crashed"]
