@@ -19,21 +19,42 @@ class LossModule(torch.nn.Module):
     and guards as the JAX engine (:mod:`jaxloss.ops`, :mod:`jaxloss.guards`); no text is ever
     evaluated.
 
+    ``constants``: real values for the loss's whole-number constants, one per use, in the order
+    of :func:`jaxloss.tune.unshare_constants` (what ``--tune-constants`` reports as ``values``).
+
     Attributes:
-      loss: the :class:`jaxloss.Loss` it computes.
+      loss: the :class:`jaxloss.Loss` it computes (with whole-number constants).
       branch: its :class:`jaxloss.Branch`.
+      constants: the tuned values, or None.
     """
 
-    def __init__(self, loss: jaxloss.Loss):
+    def __init__(self, loss: jaxloss.Loss, constants=None):
         super().__init__()
         self.loss = loss
         self.branch = branches.get(loss.branch)
-        self._per_class_root = per_class_flags(loss.graph, loss.branch)[-1]
+        self.graph = loss.graph
+        self.constants = None
+        self._overrides: dict[int, float] = {}
+        if constants is not None:
+            from jaxloss.tune import unshare_constants
+
+            nodes, slots, start = unshare_constants(loss.graph)
+            if len(constants) != len(slots):
+                raise ValueError(f"{loss} has {len(slots)} numeric constant(s) to tune "
+                                 f"(starting at {list(start)}); got {len(constants)} value(s)")
+            self.graph = nodes
+            self.constants = tuple(float(v) for v in constants)
+            self._overrides = dict(zip(slots, self.constants))
+        self._per_class_root = per_class_flags(self.graph, loss.branch)[-1]
         self.uses = frozenset(ops.OPS[code].name for code, _, _ in loss.graph
                               if ops.OPS[code].arity == 0 and code not in ops.CONSTANTS)
         """Names of the inputs the formula reads (e.g. ``{"x", "y"}`` for CE: no ``w``)."""
 
     def extra_repr(self) -> str:
+        if self.constants is not None:
+            from jaxloss.printing import to_text
+
+            return f"{self.loss.branch}: {to_text(self.graph, self._overrides)}"
         return f"{self.loss.branch}: {self.loss}"
 
     def _check(self, inputs: dict[str, torch.Tensor]) -> None:
@@ -65,9 +86,12 @@ class LossModule(torch.nn.Module):
         for code, value in ops.CONSTANTS.items():
             leaves[code] = torch.full(shape, value, dtype=like.dtype, device=like.device)
         values: list[torch.Tensor] = []
-        for code, lhs, rhs in self.loss.graph:
+        for index, (code, lhs, rhs) in enumerate(self.graph):
             spec = ops.OPS[code]
-            if spec.arity == 0:
+            if index in self._overrides:
+                values.append(torch.full(shape, self._overrides[index], dtype=like.dtype,
+                                         device=like.device))
+            elif spec.arity == 0:
                 values.append(leaves[code])
             elif spec.arity == 1:
                 values.append(spec.fn(TORCH, values[lhs]))
@@ -85,11 +109,18 @@ def to_torch(loss: "jaxloss.Loss | jaxloss.Population | str", branch: str | None
 
     Args:
       loss: a :class:`jaxloss.Loss`; a :class:`jaxloss.Population` of one genome; the name of a
-        library loss (``"CSE-Autoloss-A_cls"``); or formula text (then ``branch`` is needed).
+        library loss (``"CSE-Autoloss-A_cls"``); formula text (then ``branch`` is needed); or a
+        :class:`jaxloss.tune.TunedLoss` (its real-valued constants included).
       branch: the branch of formula text; checked against the loss's own branch otherwise.
 
     The module is built from the loss graph (the genome's nodes), never by evaluating text.
     """
+    from jaxloss.tune import TunedLoss
+
+    if isinstance(loss, TunedLoss):
+        if branch is not None and branches.get(branch).name != loss.branch:
+            raise ValueError(f"{loss.text} is a {loss.branch} loss, not {branch}")
+        return LossModule(loss.loss, loss.values)
     if isinstance(loss, jaxloss.Population):
         if len(loss) != 1:
             raise ValueError(f"to_torch takes one genome; the population has {len(loss)} "

@@ -28,6 +28,7 @@ from jaxloss.loss import Loss
 from jaxloss.minisim import simulate
 from jaxloss.parse import DEFAULT_MAX_NODES
 from jaxloss.sample import sample
+from jaxloss.tune import TunedLoss, tune_constants
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,6 @@ def parse(text: str, branch: str, max_nodes: int | None = DEFAULT_MAX_NODES) -> 
 
 __all__ = [
     "BRANCHES", "Branch", "FormulaError", "GUARDS", "INITIAL_LOSS", "LIBRARY", "Loss",
-    "Population", "REASONS", "RELEASE_FORMS", "Verdict", "Verdicts", "as_population", "check",
-    "evaluate", "funnel", "parse", "sample", "simulate",
+    "Population", "REASONS", "RELEASE_FORMS", "TunedLoss", "Verdict", "Verdicts", "as_population",
+    "check", "evaluate", "funnel", "parse", "sample", "simulate", "tune_constants",
 ]

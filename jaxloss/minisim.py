@@ -211,23 +211,39 @@ def _train_and_score(op, lhs, rhs, size, *, branch: str, block: int, chunk: int,
     """Train every candidate's model and score it. Returns (score [P], diverged [P] bool)."""
     t = task(branch, seed)
     genomes = (op, lhs, rhs, size)
-    P = op.shape[0]
+    shared = jnp.asarray(_shared_leaves(branch, t.train))
+    own = ("i", "u", "e") if branch == "reg" else ("x",)
+
+    def derivatives(own_values, directions):
+        return _run(genomes, own_values, directions, shared, branch=branch, block=block,
+                    chunk=chunk, num_classes=t.num_classes, own=own)[1]
+
+    return train_and_score(derivatives, op.shape[0], branch=branch, seed=seed)
+
+
+def train_and_score(derivatives, P: int, *, branch: str, seed: int = 0):
+    """Train P models side by side on the branch's task and score them (traceable; call inside a
+    jit). Returns (score [P], diverged [P] bool).
+
+    ``derivatives(own_values, directions)`` gives each candidate loss's derivatives [T, P, N] at
+    its own inputs ``own_values`` [P, n_own, S] along each of the T directions
+    ``directions`` [T, n_own, S] (own inputs: x for classification, flattened over classes for
+    ``cls``; i, u, e for ``reg``); N is the number of training samples.
+    """
+    t = task(branch, seed)
     phi = jnp.asarray(t.train["phi"])
     M, D = phi.shape
-    common = dict(branch=branch, block=block, chunk=chunk)
 
     if branch == "cls_binary":
         y = jnp.asarray(t.train["y"])
         alpha = jnp.where(y > 0, 0.25, 0.75) / jnp.maximum(y.sum(), 1.0)
-        shared = jnp.asarray(_shared_leaves(branch, t.train))
         directions = jnp.ones((1, 1, M), jnp.float32)
         prior = -np.log((1 - 0.01) / 0.01)
 
         def step(carry, lr):
             theta, bias, bad = carry
             logits = theta @ phi.T + bias[:, None]
-            _, d = _run(genomes, logits[:, None, :], directions, shared, num_classes=1,
-                        own=("x",), **common)
+            d = derivatives(logits[:, None, :], directions)
             g = d[0] * alpha
             bad = bad | ~jnp.all(jnp.isfinite(g), axis=1)
             g = jnp.where(jnp.isfinite(g), g, 0.0)
@@ -240,15 +256,13 @@ def _train_and_score(op, lhs, rhs, size, *, branch: str, block: int, chunk: int,
         score = average_precision(test_logits, jnp.asarray(t.test["y"]))
     elif branch == "cls":
         K = t.num_classes
-        shared = jnp.asarray(_shared_leaves(branch, t.train))
         eye = jnp.eye(K, dtype=jnp.float32)
         directions = jnp.broadcast_to(eye[:, None, None, :], (K, 1, M, K)).reshape(K, 1, M * K)
 
         def step(carry, lr):
             W, b, bad = carry
             logits = jnp.einsum("md,pdk->pmk", phi, W) + b[:, None, :]
-            _, d = _run(genomes, logits.reshape(P, 1, M * K), directions, shared, num_classes=K,
-                        own=("x",), **common)
+            d = derivatives(logits.reshape(P, 1, M * K), directions)
             g = jnp.moveaxis(d, 0, -1) / M  # [P, M, K]
             bad = bad | ~jnp.all(jnp.isfinite(g), axis=(1, 2))
             g = jnp.where(jnp.isfinite(g), g, 0.0)
@@ -265,7 +279,6 @@ def _train_and_score(op, lhs, rhs, size, *, branch: str, block: int, chunk: int,
                                     for c in range(1, K)]), axis=0)
     else:
         proposal, gt = jnp.asarray(t.train["proposal"]), jnp.asarray(t.train["gt"])
-        shared = jnp.asarray(_shared_leaves(branch, t.train))
         directions = jnp.eye(3, dtype=jnp.float32)[:, :, None] * jnp.ones((1, 1, M))
         geometry = lambda d, p, g: areas(decode(p, d), g)  # noqa: E731
         jac = jax.vmap(jax.vmap(jax.jacfwd(geometry), (0, 0, 0)), (0, None, None))
@@ -274,8 +287,7 @@ def _train_and_score(op, lhs, rhs, size, *, branch: str, block: int, chunk: int,
             W, bad = carry
             deltas = jnp.einsum("md,pdk->pmk", phi, W)  # [P, M, 4]
             iue = areas(decode(proposal, deltas), gt)  # [P, M, 3]
-            _, d = _run(genomes, jnp.moveaxis(iue, -1, 1), directions, shared, num_classes=1,
-                        own=("i", "u", "e"), **common)
+            d = derivatives(jnp.moveaxis(iue, -1, 1), directions)
             dl_diue = jnp.moveaxis(d, 0, -1)  # [P, M, 3]
             g = jnp.einsum("pmk,pmkj->pmj", dl_diue, jac(deltas, proposal, gt)) / M
             bad = bad | ~jnp.all(jnp.isfinite(g), axis=(1, 2))

@@ -33,14 +33,23 @@ def _needs_right_parens(child: int, prec: int) -> bool:
     return child <= prec or child == _NEG
 
 
-def to_text(graph: Sequence[Node]) -> str:
-    """Infix formula text of the graph's output (whole numbers built from 1, 2, 3 print as numbers)."""
+def to_text(graph: Sequence[Node], constants: dict[int, float] | None = None) -> str:
+    """Infix formula text of the graph's output (whole numbers built from 1, 2, 3 print as numbers).
+
+    ``constants`` (node index → real value) prints those leaves as the given numbers: the form of
+    a loss whose constants were tuned (:mod:`jaxloss.tune`); such text is for reading only, since
+    formulas of the search space hold whole numbers.
+    """
+    constants = constants or {}
     texts: list[str] = []
     precs: list[int] = []
-    for (code, lhs, rhs), literal in zip(graph, integer_literals(graph)):
+    for index, ((code, lhs, rhs), literal) in enumerate(zip(graph, integer_literals(graph))):
         spec = ops.OPS[code]
         prec = _ATOM if literal is not None else _precedence(code)
-        if literal is not None:
+        if index in constants:
+            value = float(constants[index])
+            text = f"{value:.4g}" if value >= 0 else f"({value:.4g})"
+        elif literal is not None:
             text = str(literal)
         elif spec.arity == 0:
             text = spec.name

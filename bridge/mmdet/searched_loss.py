@@ -78,6 +78,8 @@ class SearchedLoss(torch.nn.Module):
         ``cls_binary`` (one-stage heads then predict C scores) and False for ``cls``.
       eps: ``reg`` only: added to u and e (px², default 1e-7 as in the release).
       check_finite: raise NonFiniteLossError on a NaN/inf value or gradient (default True).
+      constants: real values for the formula's whole-number constants, one per use (the
+        ``values`` that ``python -m jaxloss.search --tune-constants`` reports); None: as written.
     """
 
     accepts_iou = True
@@ -85,7 +87,7 @@ class SearchedLoss(torch.nn.Module):
 
     def __init__(self, formula, branch: str | None = None, reduction: str = "mean",
                  loss_weight: float = 1.0, alpha=_UNSET, use_sigmoid: bool | None = None,
-                 eps=_UNSET, check_finite: bool = True, **unexpected):
+                 eps=_UNSET, check_finite: bool = True, constants=None, **unexpected):
         super().__init__()
         if unexpected:
             raise TypeError(
@@ -104,7 +106,7 @@ class SearchedLoss(torch.nn.Module):
         if use_sigmoid is not None and self.branch != "reg" and bool(use_sigmoid) != sigmoid:
             raise ValueError(f"{self.branch} losses need use_sigmoid={sigmoid} (cls_binary is the "
                              "per-class sigmoid form of one-stage heads, cls the softmax form)")
-        self.module = LossModule(loss)
+        self.module = LossModule(loss, constants)
         self.formula = str(loss)
         self.name = loss.name
         self.reduction = reduction

@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JAX stages only: no detector training")
     p.add_argument("--archive-size", type=int, metavar="A",
                    help=f"best distinct losses kept across generations (default {d.archive_size})")
+    p.add_argument("--tune-constants", type=int, metavar="N",
+                   help="after the search, tune the numeric constants of the N best losses with "
+                        "CMA-ES on the mini simulation's score (beyond the paper; default "
+                        f"{d.tune_constants}: off)")
+    p.add_argument("--tune-generations", type=int, metavar="G",
+                   help=f"CMA-ES generations per tuned loss (default {d.tune_generations})")
     g = p.add_argument_group("detector stages (D_verify simulation and proxy task)")
     g.add_argument("--detector-config", metavar="CONFIG",
                    help="MMDetection config (a file or a bridge config name; default "

@@ -49,6 +49,7 @@ def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> di
         "stages": document.get("stages"),
         "seconds": document.get("seconds"),
         "distinct_simulated": document.get("distinct_simulated"),
+        "tuned": document.get("tuned", []),
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     _plot(run_dir / "fitness.png", document["best_by_generation"], scatter, settings)
@@ -116,6 +117,16 @@ def _markdown(report: dict, branch: str) -> str:
                   f"- simplified: `{d['sympy']}`",
                   f"- LaTeX: ${d['latex']}$",
                   f"- MMDetection: `{d['mmdet']}`", ""]
+    if report.get("tuned"):
+        lines += ["## Tuned constants (CMA-ES on the mini simulation, beyond the paper)", "",
+                  "Scores are the mini simulation's (AP or mean IoU on its synthetic task), not "
+                  "detector mAP. The property filters are not re-run on tuned constants.", ""]
+        for t in report["tuned"]:
+            line = mmdet_line(t["formula"], branch).rstrip(")")
+            lines += [f"- `{t['formula']}`: score {t['start_score']:.4f} → {t['score']:.4f} "
+                      f"with `{t['tuned']}`",
+                      f"  - MMDetection: `{line}, constants={[round(v, 6) for v in t['values']]})`"]
+        lines.append("")
     lines += ["## Funnel (all generations)", "", "```"]
     rows = [{"stage": k, **v} for k, v in report["totals"].items()]
     lines += [format_funnel(rows), "```", ""]

@@ -162,6 +162,29 @@ class Search:
             stage.end_generation(pop, final, context)
         return final, {"generation": generation, "stages": rows}, records
 
+    def tune(self, archive: list) -> list[dict]:
+        """CMA-ES on the constants of the best ``tune_constants`` losses (see jaxloss.tune)."""
+        from jaxloss.loss import Loss
+        from jaxloss.tune import tune_constants
+
+        out = []
+        for entry in archive[: self.s.tune_constants]:
+            loss = Loss.parse(entry.formula, self.s.branch, max_nodes=None)
+            self.log(f"tuning the constants of {entry.formula}")
+            try:
+                tuned = tune_constants(loss, generations=self.s.tune_generations,
+                                       seed=self.s.seed)
+            except ValueError as err:  # a constant loss: nothing to tune
+                self.log(f"  skipped: {err}")
+                continue
+            if not tuned.slots:
+                self.log("  skipped: it has no numeric constant")
+                continue
+            self.log(f"  simulation score {tuned.start_score:.4f} -> {tuned.score:.4f}: "
+                     f"{tuned.text}")
+            out.append(tuned.as_dict())
+        return out
+
     # -- the loop ---------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -215,6 +238,8 @@ class Search:
             checkpoint.save(self.dir, generation + 1, self._arrays(state, key), document)
             best_text = f"{best:.4f}  {archive[0].formula}" if archive else "none yet"
             self.log(f"  best so far: {best_text}   ({time.perf_counter() - t0:.1f} s)")
+        if self.s.tune_constants:
+            document["tuned"] = self.tune(archives.from_json(document["archive"]))
         document["seconds"] = time.perf_counter() - started
         document["distinct_simulated"] = len(self.sim_cache)
         scatter = _scatter(self.dir / "candidates.jsonl")

@@ -45,6 +45,8 @@ class Settings:
     simulation: bool = True
     detector: bool = True
     archive_size: int = 20
+    tune_constants: int = 0
+    tune_generations: int = 20
     out: str | None = None
     # detector stages (used by the plugin that provides them, the bridge package)
     detector_config: str | None = None
@@ -111,6 +113,10 @@ def validate(s: Settings) -> Settings:
     need(isinstance(s.archive_size, int) and s.archive_size >= 1, "archive_size",
          "a whole number >= 1")
     need(isinstance(s.seed, int) and s.seed >= 0, "seed", "a whole number >= 0")
+    need(isinstance(s.tune_constants, int) and 0 <= s.tune_constants <= s.archive_size,
+         "tune_constants", f"a whole number from 0 to archive_size ({s.archive_size})")
+    need(isinstance(s.tune_generations, int) and s.tune_generations >= 1, "tune_generations",
+         "a whole number >= 1")
     need(s.executor in ("local", "ray"), "executor", "local or ray")
     need(isinstance(s.workers, int) and s.workers >= 1, "workers", "a whole number >= 1")
     need(isinstance(s.verify_iters, int) and s.verify_iters >= 1, "verify_iters",
