@@ -51,7 +51,7 @@ def test_tuning_scores_the_start_as_the_search_does_and_never_ends_worse():
     assert score[0] == pytest.approx(float(minisim.simulate([loss]).score[0]), abs=1e-4)
 
     seen = []
-    tuned = tune_constants(loss, generations=3, population_size=8,
+    tuned = tune_constants(loss, generations=3, population_size=8, task_seeds=(0,),
                            progress=lambda g, best: seen.append((g, best)))
     assert [g for g, _ in seen] == [1, 2, 3]
     assert tuned.start_score == pytest.approx(float(score[0]))
@@ -60,6 +60,7 @@ def test_tuning_scores_the_start_as_the_search_does_and_never_ends_worse():
     assert all(np.sign(v) == np.sign(s) for v, s in zip(tuned.values, tuned.start))
     d = tuned.as_dict()
     assert d["formula"] == str(loss) and len(d["values"]) == len(slots) == 2
+    assert d["task_seeds"] == [0]
 
 
 def test_a_tuned_loss_trains_in_torch_with_its_constants():
