@@ -141,7 +141,9 @@ def _worker_main(conn, env: dict) -> None:
             return
         function, kwargs, log_path = message
         conn.send(STARTED)
-        conn.send(run_task_logged(function, kwargs, log_path))
+        began = time.monotonic()
+        reason, result, text = run_task_logged(function, kwargs, log_path)
+        conn.send((reason, result, text, time.monotonic() - began))
 
 
 class _Worker:
@@ -250,8 +252,8 @@ class LocalExecutor:
                         worker.started = now
                         continue
                     worker.task = None
-                    reason, result, message = reply
-                    finish(index, Outcome(key, result, reason, message, elapsed))
+                    reason, result, message, seconds = reply  # seconds: as the worker timed it
+                    finish(index, Outcome(key, result, reason, message, seconds))
                 elif worker.process.sentinel in ready or not worker.process.is_alive():
                     message = self._death(worker)
                     replace(slot)
