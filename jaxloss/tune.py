@@ -169,8 +169,9 @@ def simulation_scores(nodes: Sequence[Node], branch: str, slots: Sequence[int],
                       constants: jax.Array, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Simulation score [P] and divergence [P] of one structure with P constant vectors
     ``constants`` [P, len(slots)]: every row trains its own model, all in one compiled call."""
-    return _simulate_structure(tuple(nodes), branch, tuple(slots), jnp.asarray(constants,
-                                                                             jnp.float32), seed)
+    score, diverged = _simulate_structure(tuple(nodes), branch, tuple(slots),
+                                          jnp.asarray(constants, jnp.float32), seed)
+    return np.asarray(score), np.asarray(diverged)
 
 
 def _simulate_structure_impl(nodes, branch, slots, constants, seed):
@@ -198,7 +199,7 @@ noise (``benchmarks/tune_constants.py`` measures this on further, held-out draws
 
 
 def _mean_scores(nodes, branch, slots, values, task_seeds) -> np.ndarray:
-    """Mean simulation score over the task draws [P]; a divergence on any draw scores 0."""
+    """Mean simulation score over the task draws [P]; a draw on which a row diverges counts 0."""
     total = np.zeros(values.shape[0])
     for task_seed in task_seeds:
         score, bad = simulation_scores(nodes, branch, slots, values, seed=task_seed)

@@ -50,6 +50,7 @@ def test_a_worker_that_cannot_start_in_time_is_reported_as_such(monkeypatch):
     assert "did not start" in outcome.message
 
 
+@pytest.mark.slow  # Ray against local is also run, in the default set, by test_detector_search
 def test_the_ray_executor_reports_the_same_outcomes():
     ray = pytest.importorskip("ray")
     from bridge.executor import RayExecutor
