@@ -8,6 +8,7 @@ import jaxloss
 from jaxloss import branches, ops
 from jaxloss.branches import per_class_flags
 from bridge.namespace import TORCH
+from jaxloss.walk import walk
 
 
 class LossModule(torch.nn.Module):
@@ -85,19 +86,14 @@ class LossModule(torch.nn.Module):
             leaves[ops.code(name)] = (t.unsqueeze(-1) if t.dim() == 1 else t).expand(shape)
         for code, value in ops.CONSTANTS.items():
             leaves[code] = torch.full(shape, value, dtype=like.dtype, device=like.device)
-        values: list[torch.Tensor] = []
-        for index, (code, lhs, rhs) in enumerate(self.graph):
-            spec = ops.OPS[code]
+
+        def leaf(index: int, code: int) -> torch.Tensor:
             if index in self._overrides:
-                values.append(torch.full(shape, self._overrides[index], dtype=like.dtype,
-                                         device=like.device))
-            elif spec.arity == 0:
-                values.append(leaves[code])
-            elif spec.arity == 1:
-                values.append(spec.fn(TORCH, values[lhs]))
-            else:
-                values.append(spec.fn(TORCH, values[lhs], values[rhs]))
-        out = values[-1]
+                return torch.full(shape, self._overrides[index], dtype=like.dtype,
+                                  device=like.device)
+            return leaves[code]
+
+        out = walk(self.graph, leaf, TORCH)
         if self._per_class_root:
             return TORCH.sum_last(out)[..., 0]
         return out[..., 0]

@@ -1,18 +1,20 @@
 """A plain NumPy evaluator, one loss at a time: the oracle the batched engine is tested against.
 
-It walks the graph node by node with the operator table of :mod:`jaxloss.ops` (the same formulas and
-guards as the engine), on the same leaf layout (:mod:`jaxloss.inputs`).
+It walks the graph node by node (:func:`jaxloss.walk.walk`) with the operator table of
+:mod:`jaxloss.ops` (the same formulas and guards as the engine), on the same leaf layout
+(:mod:`jaxloss.inputs`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from jaxloss import branches, ops
+from jaxloss import branches
 from jaxloss.branches import per_class_flags
 from jaxloss.inputs import leaf_table
 from jaxloss.loss import Loss
 from jaxloss.namespaces import NUMPY
+from jaxloss.walk import walk
 
 
 def evaluate_one(loss: Loss, dtype=np.float32, **inputs) -> np.ndarray:
@@ -22,17 +24,9 @@ def evaluate_one(loss: Loss, dtype=np.float32, **inputs) -> np.ndarray:
     n, k = leaves.num_samples, leaves.num_classes
     leaf_values = {code: leaves.values[row].reshape(n, k).astype(dtype)
                    for row, code in enumerate(spec.leaves)}
-    values: list[np.ndarray] = []
     with np.errstate(all="ignore"):
-        for code, lhs, rhs in loss.graph:
-            opspec = ops.OPS[code]
-            if opspec.arity == 0:
-                values.append(leaf_values[code])
-            elif opspec.arity == 1:
-                values.append(np.asarray(opspec.fn(NUMPY, values[lhs]), dtype))
-            else:
-                values.append(np.asarray(opspec.fn(NUMPY, values[lhs], values[rhs]), dtype))
-        out = values[-1]
+        out = walk(loss.graph, lambda index, code: leaf_values[code], NUMPY,
+                   cast=lambda a: np.asarray(a, dtype))
         if per_class_flags(loss.graph, loss.branch)[-1]:
             return out.sum(-1, dtype=dtype)
         return out[:, 0]

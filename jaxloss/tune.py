@@ -33,6 +33,7 @@ from jaxloss.graph import Node, integer_literals, operands
 from jaxloss.loss import Loss
 from jaxloss.namespaces import JAX
 from jaxloss.printing import to_text
+from jaxloss.walk import walk
 
 PLACEHOLDER = ops.code("1")
 """Opcode of the leaf that stands for one tuned constant in an unshared graph."""
@@ -90,19 +91,15 @@ def graph_function(nodes: Sequence[Node], branch: str, slots: Sequence[int]
         like = next(v for name, v in inputs.items() if name in ("x", "i"))
         leaves = {ops.code(name): jnp.broadcast_to(inputs[name], like.shape)
                   for name in spec.inputs}
-        values: list[jax.Array] = []
-        for index, (code, lhs, rhs) in enumerate(nodes):
-            opspec = ops.OPS[code]
+
+        def leaf(index: int, code: int) -> jax.Array:
             if index in slot_of:
-                values.append(jnp.broadcast_to(constants[slot_of[index]], like.shape))
-            elif opspec.arity == 0:
-                values.append(leaves[code] if code in leaves else
-                              jnp.full(like.shape, ops.CONSTANTS[code], like.dtype))
-            elif opspec.arity == 1:
-                values.append(opspec.fn(JAX, values[lhs]))
-            else:
-                values.append(opspec.fn(JAX, values[lhs], values[rhs]))
-        out = values[-1]
+                return jnp.broadcast_to(constants[slot_of[index]], like.shape)
+            if code in leaves:
+                return leaves[code]
+            return jnp.full(like.shape, ops.CONSTANTS[code], like.dtype)
+
+        out = walk(nodes, leaf, JAX)
         return (JAX.sum_last(out) if sums_classes else out)[:, 0]
 
     return f

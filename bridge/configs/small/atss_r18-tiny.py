@@ -1,27 +1,10 @@
 # ATSS, tiny ResNet-18-FPN, 128 px images, CPU-sized. Default losses: focal loss + GIoU with
 # weight 1.0 (the release's ATSS baseline; MMDetection's config uses 2.0), geometric centerness.
-_base_ = ['./_base_/runtime.py', './_base_/data_embedded.py']
+_base_ = ['./_base_/runtime.py', './_base_/data_embedded.py', './_base_/tiny_r18.py']
 
 num_classes = 5
 model = dict(
     type='ATSS',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
-    backbone=dict(
-        type='ResNet',
-        depth=18,
-        base_channels=16,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False,
-        style='pytorch',
-        init_cfg=None),
     neck=dict(
         type='FPN',
         in_channels=[16, 32, 64, 128],

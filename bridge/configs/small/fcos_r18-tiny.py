@@ -2,28 +2,11 @@
 # Default losses: focal loss + GIoU (weight 1), geometric centerness, mmdet's FCOSHead
 # (center sampling, norm_on_bbox, centerness on the regression branch: the "giou" FCOS recipe).
 # The searched variant (fcos_r18-tiny_cse-autoloss-b.py) swaps in IoUFCOSHead and the B losses.
-_base_ = ['./_base_/runtime.py', './_base_/data_embedded.py']
+_base_ = ['./_base_/runtime.py', './_base_/data_embedded.py', './_base_/tiny_r18.py']
 
 num_classes = 5
 model = dict(
     type='FCOS',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
-    backbone=dict(
-        type='ResNet',
-        depth=18,
-        base_channels=16,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False,
-        style='pytorch',
-        init_cfg=None),
     neck=dict(
         type='FPN',
         in_channels=[16, 32, 64, 128],
