@@ -2,7 +2,9 @@
 operators, one candidate at a time, as a straightforward DEAP + PyTorch implementation does.
 
 Plain ``torch.abs`` / ``torch.clamp`` (not ``bridge``'s tie-exact versions, which cost extra
-kernels to match JAX's derivatives at exact ties), and no input checking: the fastest honest
+kernels to match JAX's derivatives at exact ties), torch's own vectorised ``sin``, ``cos`` and
+``atan`` (not the polynomials of ``jaxloss.trig``, several kernels each in eager mode), and no
+input checking: the fastest honest
 eager evaluation, so that the speed-ups measured against it are not inflated.
 """
 
@@ -18,7 +20,8 @@ from jaxloss.branches import per_class_flags
 
 PLAIN = SimpleNamespace(**dict(vars(TORCH), abs=torch.abs,
                                minimum=lambda a, bound: torch.clamp(a, max=bound),
-                               maximum=lambda a, bound: torch.clamp(a, min=bound)))
+                               maximum=lambda a, bound: torch.clamp(a, min=bound),
+                               sin=torch.sin, cos=torch.cos, arctan_unit=torch.atan))
 
 
 class EagerLoss:

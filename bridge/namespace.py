@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import torch
 
+from jaxloss.namespaces import with_trig
+
 
 def _sequential_last(combine, a: torch.Tensor) -> torch.Tensor:
     """Reduce the class axis left to right, keeping it as size 1 (the order the JAX engine uses)."""
@@ -33,9 +35,9 @@ def _minimum(a: torch.Tensor, bound: float) -> torch.Tensor:
     return torch.where(a < bound, a, torch.where(a > bound, bound, 0.5 * (a + bound)))
 
 
-TORCH = SimpleNamespace(
+TORCH = with_trig(SimpleNamespace(
     exp=torch.exp, log=torch.log, log1p=torch.log1p, abs=_abs, sqrt=torch.sqrt,
-    tanh=torch.tanh, sin=torch.sin, cos=torch.cos, arctan=torch.atan, erf=torch.erf,
+    tanh=torch.tanh, round=torch.round, floor=torch.floor, erf=torch.erf,
     erfc=torch.erfc, where=torch.where,
     sigmoid=torch.sigmoid,
     minimum=_minimum,
@@ -43,6 +45,6 @@ TORCH = SimpleNamespace(
     max_last=lambda a: _sequential_last(torch.maximum, a),  # torch.maximum splits ties like JAX
     sum_last=lambda a: _sequential_last(torch.add, a),
     broadcast_like=lambda a, like: a.expand_as(like),
-)
+))
 """torch versions of the functions the operator table calls (``minimum``/``maximum`` always take
 a Python number as their second argument there)."""

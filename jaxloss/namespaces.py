@@ -6,12 +6,15 @@ serves the batched JAX engine, the NumPy reference evaluator, and (in ``bridge``
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.special
+
+from jaxloss import trig
 
 
 def _sequential_last(combine, a):
@@ -30,7 +33,7 @@ def _sequential_last(combine, a):
 def _jax_namespace() -> SimpleNamespace:
     return SimpleNamespace(
         exp=jnp.exp, log=jnp.log, log1p=jnp.log1p, abs=jnp.abs, sqrt=jnp.sqrt, tanh=jnp.tanh,
-        sin=jnp.sin, cos=jnp.cos, arctan=jnp.arctan, erf=jax.scipy.special.erf,
+        round=jnp.round, floor=jnp.floor, erf=jax.scipy.special.erf,
         erfc=jax.scipy.special.erfc, where=jnp.where,
         sigmoid=jax.nn.sigmoid, minimum=jnp.minimum, maximum=jnp.maximum,
         max_last=lambda a: _sequential_last(jnp.maximum, a),
@@ -46,7 +49,7 @@ def _numpy_sigmoid(a):
 def _numpy_namespace() -> SimpleNamespace:
     return SimpleNamespace(
         exp=np.exp, log=np.log, log1p=np.log1p, abs=np.abs, sqrt=np.sqrt, tanh=np.tanh,
-        sin=np.sin, cos=np.cos, arctan=np.arctan,
+        round=np.rint, floor=np.floor,
         erf=lambda a: scipy.special.erf(a).astype(a.dtype),
         erfc=lambda a: scipy.special.erfc(a).astype(a.dtype), where=np.where,
         sigmoid=_numpy_sigmoid, minimum=np.minimum, maximum=np.maximum,
@@ -56,5 +59,14 @@ def _numpy_namespace() -> SimpleNamespace:
     )
 
 
-JAX = _jax_namespace()
-NUMPY = _numpy_namespace()
+def with_trig(namespace: SimpleNamespace) -> SimpleNamespace:
+    """Adds sin, cos and arctan_unit (atan on [0, 1]) computed by :mod:`jaxloss.trig` from the
+    namespace's own arithmetic: fast under XLA on CPU, and the same formula in every library."""
+    namespace.sin = functools.partial(trig.sin, namespace)
+    namespace.cos = functools.partial(trig.cos, namespace)
+    namespace.arctan_unit = functools.partial(trig.arctan_unit, namespace)
+    return namespace
+
+
+JAX = with_trig(_jax_namespace())
+NUMPY = with_trig(_numpy_namespace())

@@ -65,11 +65,12 @@ def _sigmoid(M, a):
 def _gd(M, a):
     # Sgdf(a) = (1 + (2/π)·gd(π·a/4)) / 2 with gd(t) = 2·atan(tanh(t/2)): range (0, 1), slope 1/4
     # at 0. Computed as the identical (2/π)·atan(exp(π·a/4)), mirrored for a > 0, which has no
-    # cancellation near 0 and 1 and finite derivatives everywhere (the clamps keep exp <= 1).
+    # cancellation near 0 and 1 and finite derivatives everywhere. Both halves need atan(exp(-|z|))
+    # (exp <= 1: M.arctan_unit, atan on [0, 1], applies; -|z| is written where(z < 0, z, -z)
+    # so that the slope at 0 is the right-hand one, 1/4), computed once.
     z = (math.pi / 4.0) * a
-    low = (2.0 / math.pi) * M.arctan(M.exp(M.minimum(z, 0.0)))
-    high = 1.0 - (2.0 / math.pi) * M.arctan(M.exp(-M.maximum(z, 0.0)))
-    return M.where(z < 0, low, high)
+    t = (2.0 / math.pi) * M.arctan_unit(M.exp(M.where(z < 0, z, -z)))
+    return M.where(z < 0, t, 1.0 - t)
 
 
 def _alf(M, a):
