@@ -12,6 +12,7 @@ Engines:
 
 Usage:
   python -m benchmarks.evaluate_throughput [--candidates 10000] [--points 2048] [--quick] [--json]
+      [--cpu-devices D]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import numpy as np
 
 from benchmarks.common import best_time, machine, raw_elementwise_rate
+from jaxloss.devices import use_cpu_cores
 
 
 def workload(candidates: int, points: int, seed: int = 0):
@@ -76,7 +78,11 @@ def main(argv=None) -> int:
                         help="how many of them PyTorch eager evaluates (default: all)")
     parser.add_argument("--quick", action="store_true", help="1,000 candidates: under a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--cpu-devices", type=int, default=None,
+                        help="CPU devices the engine spreads over (default: one per core; 1: the "
+                             "engine on one core, as before jaxloss 0.2)")
     args = parser.parse_args(argv)
+    cpu_devices = use_cpu_cores(args.cpu_devices)
     if args.quick:
         args.candidates = min(args.candidates, 1000)
     raw = raw_elementwise_rate()
@@ -95,6 +101,7 @@ def main(argv=None) -> int:
         "useful_node_evals_per_s": useful,
         "raw_elementwise_per_s": raw,
         "useful_fraction_of_raw": useful / raw,
+        "cpu_devices": cpu_devices,
         "machine": machine(),
     }
     if args.json:
@@ -111,7 +118,8 @@ def main(argv=None) -> int:
     print(f"  useful operator-node evaluations: {useful / 1e6:,.0f} M/s = "
           f"{100 * result['useful_fraction_of_raw']:.0f}% of raw jnp.exp ({raw / 1e6:,.0f} M/s)")
     m = result["machine"]
-    print(f"  machine: {m['cpu']}, {m['cores']} cores, JAX {m['jax']} on {m['jax_backend']}")
+    print(f"  machine: {m['cpu']}, {m['cores']} cores, JAX {m['jax']} on {m['jax_backend']}, "
+          f"engine on {result['cpu_devices']} CPU device(s)")
     return 0
 
 

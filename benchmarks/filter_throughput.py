@@ -23,7 +23,7 @@ machine's raw element-wise rate (``jnp.exp`` over 4M floats); the verdict agreem
 with jaxloss; and the funnel on 100,000 random candidates (sizes 3 to 16 nodes) with the mini
 optimization simulation, next to the paper's "more than 99% filtered".
 
-Usage: python -m benchmarks.filter_throughput [--quick] [--json] [--funnel N]
+Usage: python -m benchmarks.filter_throughput [--quick] [--json] [--funnel N] [--cpu-devices D]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 from benchmarks.common import machine, raw_elementwise_rate
+from jaxloss.devices import use_cpu_cores
 
 BRANCH = "cls_binary"
 
@@ -189,7 +190,11 @@ def main(argv=None) -> int:
                         help="random candidates for the funnel (100,000; 0 to skip)")
     parser.add_argument("--quick", action="store_true", help="smaller workload: under a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--cpu-devices", type=int, default=None,
+                        help="CPU devices the engine spreads over (default: one per core; 1: the "
+                             "engine on one core, as before jaxloss 0.2)")
     args = parser.parse_args(argv)
+    cpu_devices = use_cpu_cores(args.cpu_devices)
     if args.quick:
         args.candidates, args.torch_candidates = 2_000, 200
         args.jit_candidates, args.numpy_candidates, args.funnel = 5, 50, 5_000
@@ -222,6 +227,7 @@ def main(argv=None) -> int:
         "raw_elementwise_per_s": raw,
         "useful_fraction_of_raw": ours["useful_node_evals_per_s"] / raw,
         "useful_fraction_of_raw_full_grid": ours_full["useful_node_evals_per_s"] / raw,
+        "cpu_devices": cpu_devices,
         "machine": machine(),
     }
     if args.funnel:
@@ -268,7 +274,8 @@ def _print(r: dict) -> None:
         for s in f["survivors"][:5]:
             print(f"  e.g. {s}")
     m = r["machine"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, JAX {m['jax']} on {m['jax_backend']}")
+    print(f"machine: {m['cpu']}, {m['cores']} cores, JAX {m['jax']} on {m['jax_backend']}, "
+          f"engine on {r['cpu_devices']} CPU device(s)")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ The public API (see ../README.md):
   optimization simulation) for a whole population in one compiled call;
 * :func:`simulate` — the mini optimization simulation alone; :func:`funnel` — stage statistics;
 * :func:`sample` — random valid genomes; :class:`Population` — a batch of genomes;
-* :class:`FormulaError` — what bad formula text raises.
+* :class:`FormulaError` — what bad formula text raises;
+* :func:`use_cpu_cores` — run the engine on every CPU core (call it before any computation).
 
 The engine never imports torch; the PyTorch side lives in the ``bridge`` package.
 """
 
 from jaxloss.branches import BRANCHES, Branch
 from jaxloss.checks import REASONS, Verdict, Verdicts, check
+from jaxloss.devices import use_cpu_cores
 from jaxloss.errors import FormulaError
 from jaxloss.evaluate import as_population, evaluate
 from jaxloss.genome import Population

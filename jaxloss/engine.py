@@ -31,6 +31,10 @@ compiled function and sharing one value buffer; the number of blocks is rounded 
 so that different population sizes share compilations (a block of padding genomes runs no chunk).
 A genome's values never depend on the other genomes of its block (bit for bit).
 
+Blocks whose genomes all have size 0 (padding; candidates a screen rejected) are skipped. With
+several CPU devices (:mod:`jaxloss.devices`) the blocks are dealt out round-robin and each device
+runs its share at the same time (XLA runs one loop on one thread).
+
 Derivatives: give ``leaf_tangents`` (a direction in input space, e.g. 1 on the rows of x) and every
 node that depends on those inputs carries its derivative along it, computed with the node by that
 operator's ``jax.jvp``; the others carry a zero derivative without computing one. Forward mode: the
@@ -46,8 +50,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh, PartitionSpec
 
-from jaxloss import branches, ops
+from jaxloss import branches, devices, ops
 from jaxloss.genome import ARITY
 from jaxloss.namespaces import JAX
 
@@ -397,15 +402,16 @@ def identity_reduce(values, tangents):
 
 
 @functools.partial(jax.jit, static_argnames=("branch_name", "chunk", "num_classes", "block",
-                                             "reduce", "own", "tangent_inputs"))
+                                             "reduce", "own", "tangent_inputs", "dealt"))
 def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leaves=None,
                         own_tangents=None, *, branch_name: str, chunk: int, num_classes: int,
                         block: int, reduce=identity_reduce, own: tuple = (),
-                        tangent_inputs: tuple = ()):
+                        tangent_inputs: tuple = (), dealt: bool = False):
     """Per-sample values of a population padded to a whole number of blocks, reduced per block.
 
     Args:
-      op, lhs, rhs: int32 [n_blocks·block, capacity]; size: int32 [n_blocks·block].
+      op, lhs, rhs: int32 [n_blocks·block, capacity]; size: int32 [n_blocks·block]
+        (:func:`pad_population_arrays` pads them).
       leaves: float [L, S] leaf table (see :func:`run_block`).
       leaf_tangents: optional float [L, S]: a direction in leaf space (e.g. 1 on the rows of x),
         non-zero only on the inputs named in ``tangent_inputs`` (static, required with it). When
@@ -417,14 +423,66 @@ def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leav
         check can keep a few numbers per genome instead of every value.
 
     Returns:
-      the reduced pytree with leading dimension n_blocks·block.
+      the reduced pytree with leading dimension n_blocks·block. Blocks whose genomes all have
+      size 0 (padding, or candidates a screen rejected) are not computed: their entries are zero.
 
-    One value buffer (and one tangent buffer) serves every block: allocating and faulting in a
-    fresh one per block would cost as much as the arithmetic. One compilation per (shapes, statics).
+    With several CPU devices (:mod:`jaxloss.devices`) the blocks are dealt out round-robin (device
+    d runs blocks d, d + D, ...: the real genomes come first and padding last, so every device gets
+    its share of the work) and run at the same time; a genome's result is the same bit for bit.
+    Putting a large result (every value of every genome) back in genome order moves it between
+    devices, which costs more than the arithmetic on CPU: with ``dealt=True`` the genome arrays
+    come already dealt (:func:`deal_blocks`, on the host) and the result goes back dealt, for the
+    caller to reorder on the host. One compilation per (shapes, statics).
     """
     if (leaf_tangents is not None) != bool(tangent_inputs):
         raise ValueError("leaf_tangents and tangent_inputs go together: name the inputs the "
                          "derivative is taken along")
+    statics = dict(branch_name=branch_name, chunk=chunk, num_classes=num_classes, block=block,
+                   reduce=reduce, own=own, tangent_inputs=tangent_inputs)
+    nb = op.shape[0] // block
+    shards = devices.shard_count()
+    if shards == 1 or nb % shards:
+        return _evaluate_blocks(op, lhs, rhs, size, leaves, leaf_tangents, own_leaves,
+                                own_tangents, **statics)
+    deal = functools.partial(deal_blocks, blocks=nb, shards=shards)
+    per_genome = [a if dealt else deal(a) for a in (op, lhs, rhs, size, own_leaves, own_tangents)
+                  if a is not None]
+    shared = [a for a in (leaves, leaf_tangents) if a is not None]
+
+    def on_device(*arrays):
+        it = iter(arrays)
+        g = [next(it) for _ in range(4)]
+        mine = [None if a is None else next(it) for a in (own_leaves, own_tangents)]
+        common = [None if a is None else next(it) for a in (leaves, leaf_tangents)]
+        return _evaluate_blocks(*g, common[0], common[1], *mine, **statics)
+
+    mesh = Mesh(np.array(jax.devices()[:shards]), ("blocks",))
+    run = jax.shard_map(on_device, mesh=mesh,
+                        in_specs=(PartitionSpec("blocks"),) * len(per_genome)
+                        + (PartitionSpec(),) * len(shared),
+                        out_specs=PartitionSpec("blocks"), check_vma=False)
+    out = run(*per_genome, *shared)
+    if dealt:
+        return out
+    return jax.tree.map(functools.partial(deal_blocks, blocks=nb, shards=shards, back=True), out)
+
+
+def deal_blocks(a, *, blocks: int, shards: int, back: bool = False):
+    """Reorder a NumPy or JAX array [blocks·block, ...] so that shard d holds blocks d, d + shards,
+    ... contiguously (``back``: the inverse)."""
+    xp = np if isinstance(a, np.ndarray) else jnp
+    grid = (shards, blocks // shards) if back else (blocks // shards, shards)
+    split = a.reshape(grid + (-1,) + a.shape[1:])
+    return xp.swapaxes(split, 0, 1).reshape(a.shape)
+
+
+def _evaluate_blocks(op, lhs, rhs, size, leaves, leaf_tangents, own_leaves, own_tangents, *,
+                     branch_name: str, chunk: int, num_classes: int, block: int, reduce, own: tuple,
+                     tangent_inputs: tuple):
+    """The blocks of a population one after the other on one device (see evaluate_population).
+
+    One value buffer (and one tangent buffer) serves every block: allocating and faulting in a
+    fresh one per block would cost as much as the arithmetic."""
     P, cap = op.shape
     nb = P // block
     n_leaves, S = leaves.shape
@@ -448,21 +506,30 @@ def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leav
     shapes = jax.eval_shape(lambda b, t: reduced_block(0, b, t)[0], buffer, tbuffer)
     out = jax.tree.map(lambda s: jnp.zeros((nb,) + s.shape, s.dtype), shapes)
 
-    def one_block(i, carry):
+    # blocks without a genome to compute (padding; candidates a screen rejected, given size 0)
+    # are skipped: their results stay zero
+    live = jnp.any(size.reshape(nb, block) > 0, axis=1)
+    (live_blocks,) = jnp.nonzero(live, size=nb, fill_value=0)
+
+    def one_block(k, carry):
         out, buffer, tbuffer = carry
+        i = live_blocks[k]
         reduced, buffer, tbuffer = reduced_block(i, buffer, tbuffer)
         out = jax.tree.map(lambda o, r: o.at[i].set(r), out, reduced)
         return out, buffer, tbuffer
 
-    out, _, _ = lax.fori_loop(0, nb, one_block, (out, buffer, tbuffer))
+    out, _, _ = lax.fori_loop(0, jnp.sum(live), one_block, (out, buffer, tbuffer))
     return jax.tree.map(lambda o: o.reshape((P,) + o.shape[2:]), out)
 
 
 def pad_population_arrays(op, lhs, rhs, size, block: int):
-    """Pad the genome arrays with empty genomes to a power-of-two number of blocks."""
+    """Pad the genome arrays with empty genomes to a power-of-two number of blocks per device
+    (times the devices of :func:`jaxloss.devices.shard_count`), so that population sizes share
+    compilations and every device gets the same number of blocks."""
     P = op.shape[0]
-    nb = max(1, -(-P // block))
-    nb = 1 << (nb - 1).bit_length()
+    shards = devices.shard_count()
+    per_device = max(1, -(-P // (block * shards)))
+    nb = shards * (1 << (per_device - 1).bit_length())
     extra = nb * block - P
     pad2 = lambda a: np.pad(np.asarray(a, np.int32), ((0, extra), (0, 0)))  # noqa: E731
     return pad2(op), pad2(lhs), pad2(rhs), np.pad(np.asarray(size, np.int32), (0, extra))

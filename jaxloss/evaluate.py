@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable, Union
 
 import jax
 import numpy as np
 
-from jaxloss import branches, engine
+from jaxloss import branches, devices, engine
 from jaxloss.genome import Population, check_valid, from_graphs
 from jaxloss.inputs import leaf_table
 from jaxloss.loss import Loss
@@ -68,7 +69,11 @@ def evaluate(losses: Union[Population, LossLike, Iterable[LossLike]], *, branch:
     leaves = leaf_table(pop.branch, inputs)
     block = engine.block_size(pop.capacity, leaves.values.shape[1], len(pop))
     arrays = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
-    out = engine.evaluate_population(*arrays, jax.numpy.asarray(leaves.values),
+    # several CPU devices: deal the blocks out here and put the values back in order here, on the
+    # host (see engine.evaluate_population)
+    deal = functools.partial(engine.deal_blocks, blocks=len(arrays[3]) // block,
+                             shards=devices.shard_count())
+    out = engine.evaluate_population(*map(deal, arrays), jax.numpy.asarray(leaves.values),
                                      branch_name=pop.branch, chunk=chunk,
-                                     num_classes=leaves.num_classes, block=block)
-    return np.asarray(out[: len(pop)])
+                                     num_classes=leaves.num_classes, block=block, dealt=True)
+    return deal(np.asarray(out), back=True)[: len(pop)]

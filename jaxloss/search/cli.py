@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"abort a training whose loss exceeds F times its first value (default {d.explode_factor:g})")
     p.add_argument("--config", metavar="FILE",
                    help="settings from a TOML or JSON file; flags given as well override it")
+    p.add_argument("--cpu-devices", type=int, metavar="D",
+                   help="CPU cores the candidate checks and simulation run on at once (default: "
+                        "every core; results do not depend on it; may be given with --resume)")
     return p
 
 
@@ -124,12 +127,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        parser.error(f"--cpu-devices must be at least 1, not {args.cpu_devices}")
+    from jaxloss.devices import use_cpu_cores
+
+    try:
+        # the default (every core) applies where it can: not when JAX has already run in this
+        # process (main() called from a program); an explicit --cpu-devices must apply
+        use_cpu_cores(args.cpu_devices, strict=args.cpu_devices is not None)
+    except RuntimeError as err:
+        parser.error(str(err))
     from jaxloss.search.run import run_search
 
     try:
         if args.resume:
             given = [a for a in (argv if argv is not None else sys.argv[1:])
-                     if a.startswith("--") and a.split("=")[0] != "--resume"]
+                     if a.startswith("--") and a.split("=")[0] not in ("--resume", "--cpu-devices")]
             if given:
                 raise SettingsError(f"--resume takes its settings from the run folder; do not "
                                     f"combine it with {', '.join(given)}")
