@@ -28,8 +28,8 @@ Shapes: a block's value buffer is [rows, S] with S points (S = N·K in the ``cls
 per-sample values are broadcast along the K classes). Padding inside a chunk computes rows nobody
 reads. A population is split into blocks of B genomes, run one after the other inside the same
 compiled function and sharing one value buffer; the number of blocks is rounded up to a power of two
-so that different population sizes share compilations (a block of padding genomes runs no chunk).
-A genome's values never depend on the other genomes of its block (bit for bit).
+(per device) so that different population sizes share compilations. A genome's values never depend
+on the other genomes of its block (bit for bit).
 
 Blocks whose genomes all have size 0 (padding; candidates a screen rejected) are skipped. With
 several CPU devices (:mod:`jaxloss.devices`) the blocks are dealt out round-robin and each device
