@@ -4,4 +4,4 @@ import sys
 
 from jaxloss.search.cli import main
 
-sys.exit(main())
+sys.exit(main(every_core_by_default=True))

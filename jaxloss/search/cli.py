@@ -124,7 +124,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return validate(Settings(**values))
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, every_core_by_default: bool = False) -> int:
+    """Run the command line. ``every_core_by_default``: without --cpu-devices, put the engine on
+    every CPU core (``python -m jaxloss.search`` does; a program calling main() keeps the JAX
+    devices it has, since they can only be chosen before JAX first computes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.cpu_devices is not None and args.cpu_devices < 1:
@@ -132,9 +135,10 @@ def main(argv=None) -> int:
     from jaxloss.devices import use_cpu_cores
 
     try:
-        # the default (every core) applies where it can: not when JAX has already run in this
-        # process (main() called from a program); an explicit --cpu-devices must apply
-        use_cpu_cores(args.cpu_devices, strict=args.cpu_devices is not None)
+        if args.cpu_devices is not None:
+            use_cpu_cores(args.cpu_devices)
+        elif every_core_by_default:
+            use_cpu_cores(None, strict=False)
     except RuntimeError as err:
         parser.error(str(err))
     from jaxloss.search.run import run_search
