@@ -442,26 +442,17 @@ def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leav
     nb = op.shape[0] // block
     shards = devices.shard_count()
     if shards == 1 or nb % shards:
-        return _evaluate_blocks(op, lhs, rhs, size, leaves, leaf_tangents, own_leaves,
-                                own_tangents, **statics)
+        return _evaluate_blocks(op, lhs, rhs, size, own_leaves, own_tangents, leaves,
+                                leaf_tangents, **statics)
     deal = functools.partial(deal_blocks, blocks=nb, shards=shards)
-    per_genome = [a if dealt else deal(a) for a in (op, lhs, rhs, size, own_leaves, own_tangents)
-                  if a is not None]
-    shared = [a for a in (leaves, leaf_tangents) if a is not None]
-
-    def on_device(*arrays):
-        it = iter(arrays)
-        g = [next(it) for _ in range(4)]
-        mine = [None if a is None else next(it) for a in (own_leaves, own_tangents)]
-        common = [None if a is None else next(it) for a in (leaves, leaf_tangents)]
-        return _evaluate_blocks(*g, common[0], common[1], *mine, **statics)
-
-    mesh = Mesh(np.array(jax.devices()[:shards]), ("blocks",))
-    run = jax.shard_map(on_device, mesh=mesh,
-                        in_specs=(PartitionSpec("blocks"),) * len(per_genome)
-                        + (PartitionSpec(),) * len(shared),
-                        out_specs=PartitionSpec("blocks"), check_vma=False)
-    out = run(*per_genome, *shared)
+    genomes = [a if dealt or a is None else deal(a)
+               for a in (op, lhs, rhs, size, own_leaves, own_tangents)]
+    by_block, shared = PartitionSpec("blocks"), PartitionSpec()
+    run = jax.shard_map(functools.partial(_evaluate_blocks, **statics),
+                        mesh=Mesh(np.array(jax.devices()), ("blocks",)),
+                        in_specs=(by_block,) * 6 + (shared,) * 2,  # None arrays match any spec
+                        out_specs=by_block, check_vma=False)
+    out = run(*genomes, leaves, leaf_tangents)
     if dealt:
         return out
     return jax.tree.map(functools.partial(deal_blocks, blocks=nb, shards=shards, back=True), out)
@@ -476,10 +467,11 @@ def deal_blocks(a, *, blocks: int, shards: int, back: bool = False):
     return xp.swapaxes(split, 0, 1).reshape(a.shape)
 
 
-def _evaluate_blocks(op, lhs, rhs, size, leaves, leaf_tangents, own_leaves, own_tangents, *,
+def _evaluate_blocks(op, lhs, rhs, size, own_leaves, own_tangents, leaves, leaf_tangents, *,
                      branch_name: str, chunk: int, num_classes: int, block: int, reduce, own: tuple,
                      tangent_inputs: tuple):
-    """The blocks of a population one after the other on one device (see evaluate_population).
+    """The blocks of a population one after the other on one device (see evaluate_population;
+    the per-genome arrays come first, the shared ones last, as shard_map deals them).
 
     One value buffer (and one tangent buffer) serves every block: allocating and faulting in a
     fresh one per block would cost as much as the arithmetic."""

@@ -26,7 +26,7 @@ table of :mod:`jaxloss.ops`.
 from __future__ import annotations
 
 import math
-from decimal import Decimal, getcontext
+from decimal import Decimal, localcontext
 
 TAN_PI_8 = math.tan(math.pi / 8)
 """Above this, arctan_unit uses atan(t) = π/4 + atan((t - 1)/(t + 1))."""
@@ -55,8 +55,9 @@ def _split(value: Decimal, bits: int, parts: int) -> tuple[float, ...]:
     return tuple(out)
 
 
-getcontext().prec = 60
-HALF_PI_PARTS = _split(Decimal(_PI_DIGITS) / 2, 8, 4)
+with localcontext() as _context:  # 60 digits for the split, without touching the caller's context
+    _context.prec = 60
+    HALF_PI_PARTS = _split(Decimal(_PI_DIGITS) / 2, 8, 4)
 """π/2 = C1 + C2 + C3 + C4 (C1..C3 with 8 significant bits, C4 the float32 remainder)."""
 
 TWO_OVER_PI = 2.0 / math.pi

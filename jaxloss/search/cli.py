@@ -130,8 +130,6 @@ def main(argv=None, *, every_core_by_default: bool = False) -> int:
     devices it has, since they can only be chosen before JAX first computes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.cpu_devices is not None and args.cpu_devices < 1:
-        parser.error(f"--cpu-devices must be at least 1, not {args.cpu_devices}")
     from jaxloss.devices import use_cpu_cores
 
     try:
@@ -139,7 +137,7 @@ def main(argv=None, *, every_core_by_default: bool = False) -> int:
             use_cpu_cores(args.cpu_devices)
         elif every_core_by_default:
             use_cpu_cores(None, strict=False)
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:  # a count below 1, or JAX already running
         parser.error(str(err))
     from jaxloss.search.run import run_search
 
