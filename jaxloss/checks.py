@@ -41,6 +41,7 @@ from typing import Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxloss import branches, engine
 from jaxloss.check_grid import CheckGrid, check_grid
@@ -54,6 +55,10 @@ FLAT_ATOL = 1e-4
 FLAT_RTOL = 1e-3
 GRAD_RTOL = 1e-3
 SCREEN_STRIDE = 8
+FULL_GRID_BLOCK = 128
+"""Genomes per block on the full grid (the screen uses the engine's block size): the screen's
+survivors are few (0.2% of random candidates), and smaller blocks mean smaller buffers to allocate
+for them; with every candidate on the full grid, 128 is as fast as 512 (measured on 2 cores)."""
 
 REASONS = ("invalid", "flat", "not_monotonic", "not_convergent", "inconsistent", "not_learning")
 """Stable reason codes (``reason_code`` k + 1 is ``REASONS[k]``); the order of testing is
@@ -137,22 +142,47 @@ class Verdicts(Sequence[Verdict]):
 # measures, computed per block inside the compiled call
 # ---------------------------------------------------------------------------------------------
 
-def _curve_measures(values, idx: np.ndarray, direction: int):
-    """Monotonicity excess and flatness along curves that must move in ``direction``.
+def _columns(a, idx) -> jax.Array:
+    """``a[:, idx]`` for a static index array ``idx`` ([n, steps]): a slice when the indices are
+    consecutive (every check grid lays its curves out so), a gather otherwise."""
+    idx = np.asarray(idx)
+    flat = idx.ravel()
+    if flat.size and np.array_equal(flat, np.arange(flat[0], flat[0] + flat.size)):
+        return lax.slice_in_dim(a, int(flat[0]), int(flat[0]) + flat.size, axis=1).reshape(
+            (a.shape[0],) + idx.shape)
+    return a[:, idx]
 
-    values: [B, N]; idx: [n_curves, steps] sample indices; direction -1 (must not increase) or +1
-    (must not decrease). Returns, per candidate [B]: the worst excess over the monotone
-    tolerance (> 0: violated), the smallest |first - last| over the curves, and the smallest
-    flatness margin |first - last| - (FLAT_ATOL + FLAT_RTOL·max |value| on that curve) (< 0: flat).
-    A curve moving the wrong way shows in the excess; the change only tells flat curves.
+
+def _curve_measures(values, curves: tuple):
+    """Monotonicity excess and flatness along every curve of a grid.
+
+    values: [B, N]; curves: static tuples of (sample indices [n_curves, steps], direction), the
+    direction -1 (must not increase) or +1 (must not decrease), every curve the same length.
+    Returns, per candidate [B]: the worst excess over the monotone tolerance (> 0: violated), the
+    smallest |first - last| over the curves, and the smallest flatness margin
+    |first - last| - (FLAT_ATOL + FLAT_RTOL·max |value| on that curve) (< 0: flat). A curve moving
+    the wrong way shows in the excess; the change only tells flat curves.
+
+    The excess at step t is M[t] - min(M[0..t-1]) - tolerance with M = -direction·L: a running
+    minimum, computed by one loop over the steps for all candidates and curves at once, on curves
+    read as slices (``lax.cummin`` and a gather made the whole reduction of a block 2-3× slower
+    on XLA CPU: 10 vs 4 ms for 512 candidates on 2,048 points). Bit for bit the same measures.
     """
-    L = values[:, idx]  # [B, n_curves, steps]
-    M = -direction * L  # must not increase
-    best_before = jax.lax.cummin(M, axis=2)[:, :, :-1]
-    excess = M[:, :, 1:] - best_before - (MONO_ATOL + MONO_RTOL * jnp.abs(L[:, :, 1:]))
-    change = jnp.abs(M[:, :, 0] - M[:, :, -1])
-    margin = change - (FLAT_ATOL + FLAT_RTOL * jnp.abs(L).max(axis=2))
-    return excess.max(axis=(1, 2)), change.min(axis=1), margin.min(axis=1)
+    # M: [steps, B, all curves], oriented so that every curve must not increase
+    M = jnp.concatenate([-direction * _columns(values, idx) for idx, direction in curves], axis=1)
+    M = jnp.transpose(M, (2, 0, 1))
+
+    def step(t, carry):
+        best_before, worst = carry
+        m = M[t]
+        excess = m - best_before - (MONO_ATOL + MONO_RTOL * jnp.abs(m))
+        return jnp.minimum(best_before, m), jnp.maximum(worst, excess)
+
+    _, worst = lax.fori_loop(1, M.shape[0], step,
+                             (M[0], jnp.full(M.shape[1:], -jnp.inf, M.dtype)))
+    change = jnp.abs(M[0] - M[-1])
+    margin = change - (FLAT_ATOL + FLAT_RTOL * jnp.abs(M).max(axis=0))
+    return worst.max(axis=1), change.min(axis=1), margin.min(axis=1)
 
 
 def _measures(values, tangents, *, curves: tuple, convergence: tuple, positive: tuple):
@@ -163,18 +193,11 @@ def _measures(values, tangents, *, curves: tuple, convergence: tuple, positive: 
         finite &= jnp.isfinite(tangents)
     nonfinite = jnp.sum(~finite, axis=1).astype(values.dtype)
     safe = jnp.where(jnp.isfinite(values), values, 0.0)
-    worst = jnp.full(values.shape[:1], -jnp.inf, values.dtype)
-    min_change = jnp.full(values.shape[:1], jnp.inf, values.dtype)
-    flat_margin = jnp.full(values.shape[:1], jnp.inf, values.dtype)
-    for idx, direction in curves:
-        w, c, f = _curve_measures(safe, np.asarray(idx), direction)
-        worst = jnp.maximum(worst, w)
-        min_change = jnp.minimum(min_change, c)
-        flat_margin = jnp.minimum(flat_margin, f)
+    worst, min_change, flat_margin = _curve_measures(safe, curves)
     if tangents is not None and convergence:
         g = jnp.abs(jnp.where(jnp.isfinite(tangents), tangents, 0.0))
         grad_end = g[:, np.asarray(convergence)].max(axis=1)
-        grad_scale = jnp.maximum(1.0, g[:, np.asarray(positive)].max(axis=1))
+        grad_scale = jnp.maximum(1.0, _columns(g, np.asarray(positive)[None]).max(axis=(1, 2)))
     else:
         grad_end = jnp.zeros_like(nonfinite)
         grad_scale = jnp.ones_like(nonfinite)
@@ -233,24 +256,25 @@ def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_l
     screen, full = _prepare(branch, SCREEN_STRIDE), _prepare(branch, 1)
     property_reason = 5 if branch == "reg" else 3
     with_convergence = branch != "reg"
-    common = dict(branch_name=branch, chunk=chunk, block=block,
+    common = dict(branch_name=branch, chunk=chunk,
                   tangent_inputs=() if branch == "reg" else ("x",))
+    full_block = min(block, FULL_GRID_BLOCK)
     if not use_screen:
         m_full = engine.evaluate_population(op, lhs, rhs, size, full_leaves, full_tangents,
                                             num_classes=full.num_classes, reduce=full.reduce,
-                                            **common)
+                                            block=full_block, **common)
         return (_reason_codes(m_full, property_reason, with_convergence), m_full,
                 jnp.zeros(op.shape[0], bool))
     m_screen = engine.evaluate_population(op, lhs, rhs, size, screen_leaves, screen_tangents,
                                           num_classes=screen.num_classes, reduce=screen.reduce,
-                                          **common)
+                                          block=block, **common)
     code_screen = _reason_codes(m_screen, property_reason, with_convergence)
     rejected = code_screen > 0
     order = jnp.argsort(rejected, stable=True)
     size_full = jnp.where(rejected, 0, size)[order]
     m_full = engine.evaluate_population(op[order], lhs[order], rhs[order], size_full, full_leaves,
                                         full_tangents, num_classes=full.num_classes,
-                                        reduce=full.reduce, **common)
+                                        reduce=full.reduce, block=full_block, **common)
     m_full = jnp.zeros_like(m_full).at[order].set(m_full)
     measures = jnp.where(rejected[:, None], m_screen, m_full)
     code = jnp.where(rejected, code_screen, _reason_codes(m_full, property_reason,
