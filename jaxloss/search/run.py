@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import sample
-from jaxloss.devices import shard_count as engine_devices
+from jaxloss.devices import shard_count
 from jaxloss.genome import Population, from_graphs, pad_capacity
 from jaxloss.parse import parse_graph
 from jaxloss.search import archive as archives
@@ -211,7 +211,7 @@ class Search:
                  f"{self.s.population:,}, {self.s.generations} generations, {self.s.parents} "
                  f"parents, seed {self.s.seed}; run folder {self.dir}")
         self.log(f"funnel: {' -> '.join(document['stages'])}")
-        self.log(f"engine: {jax.default_backend()}, {engine_devices()} device(s) "
+        self.log(f"engine: {jax.default_backend()}, {shard_count()} device(s) "
                  "(--cpu-devices on CPU)")
         started = time.perf_counter()
         for generation in range(start_gen, self.s.generations):
