@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxloss import branches, engine
+from jaxloss import branches, engine, scratch
 from jaxloss.check_grid import CheckGrid, check_grid
 from jaxloss.evaluate import as_population
 from jaxloss.genome import Population, check_valid
@@ -248,11 +248,15 @@ def _prepare(branch: str, stride: int) -> _Prepared:
     return _Prepared(table.values, tangents, table.num_classes, reduce)
 
 
-@functools.partial(jax.jit, static_argnames=("branch", "chunk", "block", "use_screen"))
+@functools.partial(jax.jit, static_argnames=("branch", "chunk", "block", "use_screen"),
+                   donate_argnames=("buffers",))
 def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_leaves,
-                      full_tangents, *, branch: str, chunk: int, block: int, use_screen: bool):
+                      full_tangents, buffers, *, branch: str, chunk: int, block: int,
+                      use_screen: bool):
     """Screen, then the full grid for the survivors (moved to the front, the rest given size 0 so
-    their blocks run no chunk). Returns (reason codes [P], measures [P, 6], screened [P])."""
+    their blocks run no chunk), in the engine buffers ``buffers`` ({"screen": ..., "full": ...},
+    see :func:`_scratch`). Returns (reason codes [P], measures [P, 6], screened [P], the buffers
+    for the next call)."""
     screen, full = _prepare(branch, SCREEN_STRIDE), _prepare(branch, 1)
     property_reason = 5 if branch == "reg" else 3
     with_convergence = branch != "reg"
@@ -260,26 +264,47 @@ def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_l
                   tangent_inputs=() if branch == "reg" else ("x",))
     full_block = min(block, FULL_GRID_BLOCK)
     if not use_screen:
-        m_full = engine.evaluate_population(op, lhs, rhs, size, full_leaves, full_tangents,
-                                            num_classes=full.num_classes, reduce=full.reduce,
-                                            block=full_block, **common)
+        m_full, scratch_full = engine.evaluate_population(
+            op, lhs, rhs, size, full_leaves, full_tangents, scratch=buffers["full"],
+            num_classes=full.num_classes, reduce=full.reduce, block=full_block, **common)
         return (_reason_codes(m_full, property_reason, with_convergence), m_full,
-                jnp.zeros(op.shape[0], bool))
-    m_screen = engine.evaluate_population(op, lhs, rhs, size, screen_leaves, screen_tangents,
-                                          num_classes=screen.num_classes, reduce=screen.reduce,
-                                          block=block, **common)
+                jnp.zeros(op.shape[0], bool), {"full": scratch_full})
+    m_screen, scratch_screen = engine.evaluate_population(
+        op, lhs, rhs, size, screen_leaves, screen_tangents, scratch=buffers["screen"],
+        num_classes=screen.num_classes, reduce=screen.reduce, block=block, **common)
     code_screen = _reason_codes(m_screen, property_reason, with_convergence)
     rejected = code_screen > 0
     order = jnp.argsort(rejected, stable=True)
     size_full = jnp.where(rejected, 0, size)[order]
-    m_full = engine.evaluate_population(op[order], lhs[order], rhs[order], size_full, full_leaves,
-                                        full_tangents, num_classes=full.num_classes,
-                                        reduce=full.reduce, block=full_block, **common)
+    m_full, scratch_full = engine.evaluate_population(
+        op[order], lhs[order], rhs[order], size_full, full_leaves, full_tangents,
+        scratch=buffers["full"], num_classes=full.num_classes, reduce=full.reduce,
+        block=full_block, **common)
     m_full = jnp.zeros_like(m_full).at[order].set(m_full)
     measures = jnp.where(rejected[:, None], m_screen, m_full)
     code = jnp.where(rejected, code_screen, _reason_codes(m_full, property_reason,
                                                           with_convergence))
-    return code, measures, rejected
+    return code, measures, rejected, {"screen": scratch_screen, "full": scratch_full}
+
+
+def _scratch(branch: str, population: int, capacity: int, block: int, chunk: int,
+             use_screen: bool) -> tuple:
+    """(key, maker) of the engine buffers a check of this shape works in (jaxloss.scratch)."""
+    passes = {"full": (_prepare(branch, 1), min(block, FULL_GRID_BLOCK))}
+    if use_screen:
+        passes["screen"] = (_prepare(branch, SCREEN_STRIDE), block)
+    shapes = {name: engine.scratch_shape(p.leaves.shape, population, block=b, capacity=capacity,
+                                         branch_name=branch, chunk=chunk)
+              for name, (p, b) in passes.items()}
+    with_tangents = branch != "reg"
+
+    def make():
+        return {name: (scratch.zeros(shape, split=split),
+                       scratch.zeros(shape, split=split) if with_tangents else None)
+                for name, (shape, split) in shapes.items()}
+
+    key = ("check", branch, tuple(sorted(shapes.items())), with_tangents)
+    return key, make
 
 
 def check(losses, branch: str | None = None, *, simulate: bool = False, screen: bool = True,
@@ -305,9 +330,11 @@ def check(losses, branch: str | None = None, *, simulate: bool = False, screen: 
     sub, full = _prepare(pop.branch, SCREEN_STRIDE), _prepare(pop.branch, 1)
     block = engine.block_size(pop.capacity, full.leaves.shape[1], len(pop))
     arrays = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
-    code, measures, screened = _check_population(
-        *arrays, sub.leaves, sub.tangents, full.leaves, full.tangents, branch=pop.branch,
-        chunk=chunk, block=block, use_screen=screen)
+    key, make = _scratch(pop.branch, len(arrays[0]), pop.capacity, block, chunk, screen)
+    code, measures, screened, buffers = _check_population(
+        *arrays, sub.leaves, sub.tangents, full.leaves, full.tangents, scratch.take(key, make),
+        branch=pop.branch, chunk=chunk, block=block, use_screen=screen)
+    scratch.keep(key, buffers)
     n = len(pop)
     code = np.array(code[:n])
     measures = np.asarray(measures[:n])
