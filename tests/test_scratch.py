@@ -32,12 +32,16 @@ def test_checks_in_reused_buffers_equal_checks_in_fresh_ones():
     np.testing.assert_array_equal(_as_arrays(jaxloss.check(pop, screen=False))[1], full[1])
 
 
-def test_only_a_few_shapes_are_kept_and_release_frees_them():
+def test_only_a_few_shapes_are_kept_and_release_frees_them(monkeypatch):
+    monkeypatch.setattr(scratch, "MAX_KEPT", 2)
     scratch.release()
-    for k, n in enumerate([10, 70, 130, 300, 600, 1200]):
+    latest = []
+    for k, n in enumerate([10, 70, 130]):  # blocks of 64, 128, 256: three shapes
         jaxloss.check(jaxloss.sample("cls_binary", n, seed=k, max_nodes=8))
-        assert len(scratch._kept) <= scratch.MAX_KEPT
-    assert len(scratch._kept) == scratch.MAX_KEPT
+        assert len(scratch._kept) == min(k + 1, 2)
+        latest.append(next(reversed(scratch._kept)))
+    assert len(set(latest)) == 3
+    assert list(scratch._kept) == latest[1:]  # the least recently used went first
     scratch.release()
     assert not scratch._kept
 
