@@ -251,7 +251,7 @@ def _print(r: dict) -> None:
         if "compile_seconds" in e:
             notes.append(f"compile {e['compile_seconds']:.1f} s (once)")
         if "verdict_agreement_with_jaxloss" in e:
-            notes.append(f"same verdict as jaxloss: {100 * e['verdict_agreement_with_jaxloss']:.0f}%")
+            notes.append(f"same verdict as jaxloss: {100 * e['verdict_agreement_with_jaxloss']:.1f}%")
         if "threads" in e:
             notes.append(f"{e['threads']} threads")
         print(f"{name:24s} {e['candidates']:>10,} {e['candidates_per_s']:>10,.0f}  "
