@@ -262,7 +262,7 @@ def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_l
     with_convergence = branch != "reg"
     common = dict(branch_name=branch, chunk=chunk,
                   tangent_inputs=() if branch == "reg" else ("x",))
-    full_block = min(block, FULL_GRID_BLOCK)
+    full_block = _full_grid_block(block)
     if not use_screen:
         m_full, scratch_full = engine.evaluate_population(
             op, lhs, rhs, size, full_leaves, full_tangents, scratch=buffers["full"],
@@ -287,24 +287,27 @@ def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_l
     return code, measures, rejected, {"screen": scratch_screen, "full": scratch_full}
 
 
+def _full_grid_block(block: int) -> int:
+    return min(block, FULL_GRID_BLOCK)
+
+
 def _scratch(branch: str, population: int, capacity: int, block: int, chunk: int,
              use_screen: bool) -> tuple:
     """(key, maker) of the engine buffers a check of this shape works in (jaxloss.scratch)."""
-    passes = {"full": (_prepare(branch, 1), min(block, FULL_GRID_BLOCK))}
+    passes = {"full": (_prepare(branch, 1), _full_grid_block(block))}
     if use_screen:
         passes["screen"] = (_prepare(branch, SCREEN_STRIDE), block)
     shapes = {name: engine.scratch_shape(p.leaves.shape, population, block=b, capacity=capacity,
                                          branch_name=branch, chunk=chunk)
               for name, (p, b) in passes.items()}
-    with_tangents = branch != "reg"
+    with_tangents = passes["full"][0].tangents is not None
 
     def make():
         return {name: (scratch.zeros(shape, split=split),
                        scratch.zeros(shape, split=split) if with_tangents else None)
                 for name, (shape, split) in shapes.items()}
 
-    key = ("check", branch, tuple(sorted(shapes.items())), with_tangents)
-    return key, make
+    return ("check", branch, tuple(sorted(shapes.items()))), make
 
 
 def check(losses, branch: str | None = None, *, simulate: bool = False, screen: bool = True,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
+from jax.sharding import Mesh
 
 
 def available_cores() -> int:
@@ -48,6 +50,11 @@ def use_cpu_cores(count: int | None = None, *, strict: bool = True) -> int:
             "(call it right after the imports, before any jax or jaxloss computation); "
             f"JAX said: {error}") from None
     return wanted
+
+
+def blocks_mesh() -> Mesh:
+    """The mesh the engine deals its blocks over: every device along one axis, ``"blocks"``."""
+    return Mesh(np.array(jax.devices()), ("blocks",))
 
 
 def shard_count() -> int:

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import PartitionSpec
 
 from jaxloss import branches, devices, ops
 from jaxloss.genome import ARITY
@@ -449,8 +449,8 @@ def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leav
     statics = dict(branch_name=branch_name, chunk=chunk, num_classes=num_classes, block=block,
                    reduce=reduce, own=own, tangent_inputs=tangent_inputs)
     nb = op.shape[0] // block
-    shards = devices.shard_count()
-    if shards == 1 or nb % shards:
+    shards = shards_for(nb)
+    if shards == 1:
         out, scratch_out = _evaluate_blocks(op, lhs, rhs, size, own_leaves, own_tangents,
                                             scratch, leaves, leaf_tangents, **statics)
         return out if scratch is None else (out, scratch_out)
@@ -459,7 +459,7 @@ def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leav
                for a in (op, lhs, rhs, size, own_leaves, own_tangents)]
     by_block, shared = PartitionSpec("blocks"), PartitionSpec()
     run = jax.shard_map(functools.partial(_evaluate_blocks, **statics),
-                        mesh=Mesh(np.array(jax.devices()), ("blocks",)),
+                        mesh=devices.blocks_mesh(),
                         in_specs=(by_block,) * 7 + (shared,) * 2,  # None arrays match any spec
                         out_specs=(by_block, by_block), check_vma=False)
     out, scratch_out = run(*genomes, scratch, leaves, leaf_tangents)
@@ -478,10 +478,16 @@ def scratch_shape(leaves_shape: tuple, population: int, *, block: int, capacity:
     n_leaves, S = leaves_shape
     rows = buffer_rows(block, capacity, n_leaves, len(own),
                        len(branches.get(branch_name).operators), chunk)
+    shards = shards_for(population // block)
+    return (shards * rows, S), shards > 1
+
+
+def shards_for(blocks: int) -> int:
+    """Devices ``blocks`` blocks are dealt out over: every device of
+    :func:`jaxloss.devices.shard_count` when they divide the blocks (:func:`pad_population_arrays`
+    pads so), else one."""
     shards = devices.shard_count()
-    if shards == 1 or (population // block) % shards:
-        return (rows, S), False
-    return (shards * rows, S), True
+    return 1 if blocks % shards else shards
 
 
 def deal_blocks(a, *, blocks: int, shards: int, back: bool = False):

@@ -8,7 +8,7 @@ from typing import Iterable, Union
 import jax
 import numpy as np
 
-from jaxloss import branches, devices, engine
+from jaxloss import branches, engine
 from jaxloss.genome import Population, check_valid, from_graphs
 from jaxloss.inputs import leaf_table
 from jaxloss.loss import Loss
@@ -71,8 +71,8 @@ def evaluate(losses: Union[Population, LossLike, Iterable[LossLike]], *, branch:
     arrays = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
     # several CPU devices: deal the blocks out here and put the values back in order here, on the
     # host (see engine.evaluate_population)
-    deal = functools.partial(engine.deal_blocks, blocks=len(arrays[3]) // block,
-                             shards=devices.shard_count())
+    blocks = len(arrays[3]) // block
+    deal = functools.partial(engine.deal_blocks, blocks=blocks, shards=engine.shards_for(blocks))
     out = engine.evaluate_population(*map(deal, arrays), jax.numpy.asarray(leaves.values),
                                      branch_name=pop.branch, chunk=chunk,
                                      num_classes=leaves.num_classes, block=block, dealt=True)

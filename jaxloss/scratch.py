@@ -19,8 +19,9 @@ from typing import Callable, Hashable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxloss import devices
 
 MAX_KEPT = 4
 
@@ -33,7 +34,7 @@ def zeros(shape: tuple, dtype=jnp.float32, *, split: bool) -> jax.Array:
     (``split`` must match how the engine will run: ``engine.scratch_shape`` says)."""
     if not split:
         return jnp.zeros(shape, dtype)
-    sharding = NamedSharding(Mesh(np.array(jax.devices()), ("blocks",)), PartitionSpec("blocks"))
+    sharding = NamedSharding(devices.blocks_mesh(), PartitionSpec("blocks"))
     return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding)()
 
 
