@@ -231,33 +231,29 @@ class LocalExecutor:
                         worker.conn.send(message)
                     worker.task, worker.sent, worker.started = index, time.monotonic(), None
             busy = [w for w in self.pool if w.task is not None]
-            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
-                         timeout=max(0.0, min(map(deadline_of, busy)) - time.monotonic()))
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
+                 timeout=max(0.0, min(map(deadline_of, busy)) - time.monotonic()))
             now = time.monotonic()
             for slot, worker in enumerate(self.pool):
                 if worker.task is None:
                     continue
                 index = worker.task
                 key = tasks[index].key
-                elapsed = 0.0 if worker.started is None else now - worker.started
-                if worker.conn in ready:
-                    try:
-                        reply = worker.conn.recv()
-                    except (EOFError, OSError):
-                        message = self._death(worker)
-                        replace(slot)
-                        finish(index, Outcome(key, None, "crashed", message, elapsed))
-                        continue
-                    if reply == STARTED:
-                        worker.started = now
-                        continue
+                pipe_closed = False
+                try:
+                    reply = self._read(worker, now)
+                except (EOFError, OSError):  # the pipe closed: the worker died
+                    reply, pipe_closed = None, True
+                if reply is not None:
                     worker.task = None
                     reason, result, message, seconds = reply  # seconds: as the worker timed it
                     finish(index, Outcome(key, result, reason, message, seconds))
-                elif worker.process.sentinel in ready or not worker.process.is_alive():
+                    continue
+                elapsed = 0.0 if worker.started is None else now - worker.started
+                if pipe_closed or not worker.process.is_alive():
                     message = self._death(worker)
-                    replace(slot)
                     reason = "crashed" if worker.started is not None else "no_start"
+                    replace(slot)
                     finish(index, Outcome(key, None, reason, message, elapsed))
                 elif worker.started is None and now >= deadline_of(worker):
                     replace(slot)
@@ -270,6 +266,22 @@ class LocalExecutor:
                                           f"ran past its limit of {tasks[index].timeout_s:g} s; "
                                           "the worker was killed", elapsed))
         return outcomes  # type: ignore[return-value]
+
+    @staticmethod
+    def _read(worker: _Worker, now: float):
+        """Every message the worker has sent so far, in order: its word that it began the task
+        (``worker.started`` set to ``now``) and its result, returned (None if not there yet).
+
+        Read before judging a worker dead: a task that dies at once leaves its STARTED in the pipe
+        after the process is gone, and a death judged first would count it as never started.
+        Raises EOFError when the pipe is closed and empty (the worker died)."""
+        while worker.conn.poll():
+            reply = worker.conn.recv()
+            if reply == STARTED:
+                worker.started = now
+                continue
+            return reply
+        return None
 
     @staticmethod
     def _death(worker: _Worker) -> str:

@@ -64,3 +64,8 @@ def slow_start_worker(conn, env: dict) -> None:
     from bridge.executor import _worker_main
 
     _worker_main(conn, env)
+
+
+def dead_on_start_worker(conn, env: dict) -> None:
+    """A worker process that dies before it reads its first task (a broken environment)."""
+    os._exit(3)

@@ -50,6 +50,37 @@ def test_a_worker_that_cannot_start_in_time_is_reported_as_such(monkeypatch):
     assert "did not start" in outcome.message
 
 
+def test_a_task_that_dies_at_once_is_a_crash_even_when_the_loop_looks_late(monkeypatch):
+    # The race CI met: the loop woke for another reason, and by the time it looked at this worker
+    # the task had said it started and died. Its STARTED is still in the pipe; a death judged
+    # before reading it was counted as a worker that never started (and stopped the search).
+    import bridge.executor
+
+    real_wait = bridge.executor.wait
+
+    def late_wait(objects, timeout=None):
+        ready = real_wait(objects, timeout=0)  # what is ready now...
+        time.sleep(0.3)  # ...is all the loop sees, though the task may start and die meanwhile
+        return ready
+
+    monkeypatch.setattr(bridge.executor, "wait", late_wait)
+    with LocalExecutor(workers=1) as executor:
+        outcomes = executor.map([_task("ok", value=1.0), _task("die"), _task("ok", value=2.0)])
+    assert [o.reason for o in outcomes] == [None, "crashed", None], [o.message for o in outcomes]
+    assert outcomes[2].result["value"] == 2.0
+
+
+def test_a_worker_that_dies_before_its_task_is_reported_as_not_started(monkeypatch):
+    import bridge.executor
+    from tests.faults import dead_on_start_worker
+
+    monkeypatch.setattr(bridge.executor, "_worker_main", dead_on_start_worker)
+    with LocalExecutor(workers=1) as executor:
+        outcome, = executor.map([_task("ok")])
+    assert outcome.reason == "no_start"
+    assert "exit code 3" in outcome.message
+
+
 @pytest.mark.slow  # Ray against local is also run, in the default set, by test_detector_search
 def test_the_ray_executor_reports_the_same_outcomes():
     ray = pytest.importorskip("ray")
