@@ -33,6 +33,7 @@ import numpy as np
 
 from bridge.executor import LocalExecutor, Outcome, RayExecutor, Task
 from jaxloss.genome import Population
+from jaxloss.search.settings import SettingsError
 from jaxloss.search.stages import Stage, StageOutcome
 
 DEFAULT_CONFIG = {"cls": "faster-rcnn_r18-tiny", "cls_binary": "fcos_r18-tiny",
@@ -85,6 +86,41 @@ class DetectorSettings:
             task=s.get("detector_task") or "bridge.search_stages:train_candidate")
 
 
+def check_detector_config(d: DetectorSettings) -> None:
+    """Load the detector config and put the initial loss into it, as every training will, so that
+    a missing config, a head the bridge cannot search or a config of the other branch stops the
+    search before anything runs (not after the first generation, in a worker).
+
+    Raises:
+      SettingsError: naming ``--detector-config`` and what is wrong with it.
+    """
+    from bridge import config as configs
+
+    try:
+        cfg = configs.load(d.config)
+    except FileNotFoundError as err:
+        raise SettingsError(f"--detector-config: {err}") from None
+    except Exception as err:  # noqa: BLE001 - mmengine raises many kinds for a broken file
+        raise SettingsError(f"--detector-config: {d.config} cannot be read as an MMDetection "
+                            f"config ({type(err).__name__}: {err})") from err
+    try:
+        heads = configs.detection_heads(cfg.model)
+    except ValueError as err:
+        raise SettingsError(f"--detector-config {d.config}: {err}") from None
+    kinds = ", ".join(f"{head.get('type')} ({branch})" for head, branch in heads)
+    if d.branch != "reg" and any(branch != d.branch for _, branch in heads):
+        raise SettingsError(
+            f"--detector-config {d.config}: its heads take a different classification loss than "
+            f"--branch {d.branch} searches ({kinds}; RoI heads take cls, one-stage heads "
+            f"cls_binary): give the branch of its heads, or a {d.branch} detector (the bridge's "
+            f"default: {DEFAULT_CONFIG[d.branch]})")
+    try:
+        configs.set_losses(cfg, **{LOSS_SLOT[d.branch]: d.initial})
+    except ValueError as err:
+        raise SettingsError(f"--detector-config {d.config}: the {d.branch} loss cannot be put "
+                            f"into its heads ({kinds}): {err}") from None
+
+
 # ----------------------------------------------------------------------------------------------
 # data: D_verify and the proxy split, written once per run
 # ----------------------------------------------------------------------------------------------
@@ -113,8 +149,8 @@ def prepare_search_data(d: DetectorSettings, run_dir: Path) -> SearchData:
     n = len(train["images"])
     held = d.proxy_val or min(10_000, max(1, n // 4))
     if not 1 <= held < n:
-        raise ValueError(f"--proxy-val {held}: must be between 1 and {n - 1} (the training set "
-                         f"has {n} images)")
+        raise SettingsError(f"--proxy-val {held}: must be between 1 and {n - 1} (the training "
+                            f"set has {n} images)")
     proxy_train, proxy_val = proxy_split(train, held, d.seed)
     verify = d_verify(proxy_train, d.seed)
     paths = {name: str(cocofile.write(coco, out / f"{name}.json"))
@@ -359,6 +395,7 @@ class ProxyStage(DetectorStage):
 def detector_stages(settings: dict, run_dir, log) -> list[Stage]:
     """The entry point: [D_verify stage, proxy stage] for a search with these settings."""
     d = DetectorSettings.from_search(settings)
+    check_detector_config(d)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_search_data(d, run_dir)

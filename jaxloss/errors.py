@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+class InputError(ValueError):
+    """Bad input from the user (a setting, a file, a data set): the message names it, says what
+    was wrong and how to fix it. Command lines print it as an error, without a traceback."""
+
+
 class FormulaError(ValueError):
     """A formula text that cannot be read, or a loss that does not fit its branch or capacity.
 

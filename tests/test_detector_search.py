@@ -8,6 +8,7 @@ formulas) so that these tests exercise the stages, the executors and the bookkee
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,9 @@ from jaxloss.search.settings import validate
 
 FAKE = dict(branch="cls_binary", population=150, generations=3, top_k=6, capacity=24, seed=3,
             verify_iters=5, train_timeout=4.0, workers=2, detector_task="tests.faults:fake_training")
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _records(run_dir):
@@ -53,6 +57,38 @@ def test_resume_trains_nothing_twice(faulty_run):
     run_search(settings, resume=True, log=lambda *a, **k: messages.append(" ".join(map(str, a))))
     assert (out / "detector_results.jsonl").read_text() == before
     assert not any("training(s)" in m for m in messages)
+
+
+def test_a_bad_detector_config_or_data_set_stops_the_cli_before_anything_runs(tmp_path, capsys):
+    from jaxloss.search.cli import main as cli_main
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("model = dict(\n")
+    out = tmp_path / "run"
+    cases = [(["--detector-config", str(tmp_path / "missing.py")], "no config"),
+             (["--detector-config", str(broken)], "cannot be read as an MMDetection config"),
+             (["--detector-config", "faster-rcnn_r18-tiny"],  # an RoI head, a cls_binary search
+              "its heads take a different classification loss than --branch cls_binary"),
+             (["--branch", "cls", "--detector-config", "fcos_r18-tiny"], "FCOSHead (cls_binary)"),
+             (["--data", f"coco:{tmp_path / 'missing.json'}", "--images", str(tmp_path)],
+              "missing.json: no such COCO annotation file"),
+             (["--proxy-val", "100000"], "--proxy-val 100000: must be between 1 and")]
+    for argv, words in cases:
+        try:
+            code = cli_main(argv + ["--out", str(out), "--generations", "1"])
+        except SystemExit as stop:  # argparse's error exit
+            code = stop.code
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and "Traceback" not in err, (argv, err)
+        assert not (out / "candidates.jsonl").exists() and not (out / "trainings").exists()
+
+
+def test_the_paper_scale_detector_configs_fit_their_branches():
+    from bridge.search_stages import DetectorSettings, check_detector_config
+    from jaxloss.search.settings import load_config
+
+    for path in sorted(ROOT.glob("configs/search/*.toml")):
+        check_detector_config(DetectorSettings.from_search(load_config(path)))
 
 
 @pytest.mark.parametrize("executor", ["ray"])

@@ -72,6 +72,17 @@ def test_cli_rejects_bad_values_without_a_traceback(capsys, tmp_path):
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err
+    run = tmp_path / "run"
+    run.mkdir()
+    for stored, words in [("{populaton: 3", "settings.json cannot be read"),
+                          ('["cls"]', "holds a list, not the run's settings"),
+                          ('{"populaton": 3}', "not settings: populaton"),
+                          ('{"population": 1}', "--population: a whole number >= 2")]:
+        (run / "settings.json").write_text(stored)
+        with pytest.raises(SystemExit) as info:
+            cli_main(["--resume", str(run)])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and words in err and "Traceback" not in err, err
     bad = tmp_path / "bad.toml"
     bad.write_text("populaton = 3\n")
     with pytest.raises(SystemExit):

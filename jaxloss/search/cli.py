@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from jaxloss.errors import InputError
 from jaxloss.search.settings import STRATEGIES, Settings, SettingsError, load_config, validate
 
 DESCRIPTION = """\
@@ -124,6 +125,27 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return validate(Settings(**values))
 
 
+def stored_settings(path: Path) -> Settings:
+    """The settings a run folder's ``settings.json`` holds, validated.
+
+    Raises:
+      SettingsError: the file is not JSON, holds names that are not settings, or bad values.
+    """
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SettingsError(f"--resume: {path} cannot be read ({err}); it is written by the run "
+                            "itself: restore it, or start a new run with --out") from err
+    if not isinstance(stored, dict):
+        raise SettingsError(f"--resume: {path} holds a {type(stored).__name__}, not the run's "
+                            "settings object")
+    unknown = sorted(set(stored) - ({f.name for f in dataclasses.fields(Settings)} - {"extra"}))
+    if unknown:
+        raise SettingsError(f"--resume: {path} holds names that are not settings: "
+                            f"{', '.join(unknown)}")
+    return validate(Settings(**stored))
+
+
 def main(argv=None, *, every_core_by_default: bool = False) -> int:
     """Run the command line. ``every_core_by_default``: without --cpu-devices, put the engine on
     every CPU core (``python -m jaxloss.search`` does; a program calling main() keeps the JAX
@@ -151,14 +173,16 @@ def main(argv=None, *, every_core_by_default: bool = False) -> int:
             path = Path(args.resume) / "settings.json"
             if not path.is_file():
                 raise SettingsError(f"--resume: {path} not found: is {args.resume} a run folder?")
-            stored = json.loads(path.read_text())
-            settings = validate(Settings(**stored))
+            settings = stored_settings(path)
             run_search(settings, resume=True)
         else:
             settings = settings_from_args(args)
             run_search(settings, resume=False)
     except SettingsError as err:
         parser.error(str(err))
+    except InputError as err:  # a data set or file the run was given (e.g. an annotation file)
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     except RuntimeError as err:  # a stage that cannot run here (e.g. detector stages missing)
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1

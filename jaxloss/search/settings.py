@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jaxloss import branches
-from jaxloss.errors import FormulaError
+from jaxloss.errors import FormulaError, InputError
 from jaxloss.library import INITIAL_LOSS, LIBRARY
 from jaxloss.parse import parse_graph
 
 STRATEGIES = ("cse", "vanilla", "random")
 
 
-class SettingsError(ValueError):
+class SettingsError(InputError):
     """A setting with a bad value; the message names the setting and what is allowed."""
 
 
