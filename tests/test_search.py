@@ -66,7 +66,12 @@ def test_cli_rejects_bad_values_without_a_traceback(capsys, tmp_path):
                         (["--branch", "seg"], "invalid choice"),
                         (["--p-crossover", "x"], "invalid float value"),
                         (["--config", str(tmp_path / "missing.toml")], "no such file"),
-                        (["--resume", str(tmp_path)], "settings.json not found")]:
+                        (["--resume", str(tmp_path)], "settings.json not found"),
+                        # flags that only change how fast it runs may go with --resume
+                        (["--resume", str(tmp_path), "--no-compile-cache"],
+                         "settings.json not found"),
+                        (["--resume", str(tmp_path), "--seed", "3"], "do not combine it with --seed"),
+                        (["--compile-cache", "a", "--no-compile-cache"], "not allowed with")]:
         with pytest.raises(SystemExit) as info:
             cli_main(argv)
         assert info.value.code == 2

@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-devices", type=int, metavar="D",
                    help="CPU cores the candidate checks and simulation run on at once (default: "
                         "every core; results do not depend on it; may be given with --resume)")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--compile-cache", metavar="DIR",
+                       help="keep the compiled checks and simulation in DIR, so that the next run "
+                            "(or --resume) loads them instead of compiling again (default: "
+                            "$JAXLOSS_CACHE_DIR/jax, else ~/.cache/jaxloss/jax; a "
+                            "JAX_COMPILATION_CACHE_DIR already set wins; may be given with --resume)")
+    cache.add_argument("--no-compile-cache", action="store_true",
+                       help="cache no compiled program (each run compiles everything)")
     return p
 
 
@@ -123,6 +131,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if value is not None:
             values[name] = value
     return validate(Settings(**values))
+
+
+RESUME_FLAGS = ("--resume", "--cpu-devices", "--compile-cache", "--no-compile-cache")
+"""Flags that may go with --resume: they change how fast a run is computed, never its result."""
 
 
 def stored_settings(path: Path) -> Settings:
@@ -161,12 +173,20 @@ def main(argv=None, *, every_core_by_default: bool = False) -> int:
             use_cpu_cores(None, strict=False)
     except (RuntimeError, ValueError) as err:  # a count below 1, or JAX already running
         parser.error(str(err))
+    if not args.no_compile_cache:
+        from jaxloss.compile_cache import use_compile_cache
+
+        try:
+            use_compile_cache(args.compile_cache)
+        except OSError as err:
+            parser.error(f"--compile-cache: {err}; give a folder this user can write to, or "
+                         "--no-compile-cache")
     from jaxloss.search.run import run_search
 
     try:
         if args.resume:
             given = [a for a in (argv if argv is not None else sys.argv[1:])
-                     if a.startswith("--") and a.split("=")[0] not in ("--resume", "--cpu-devices")]
+                     if a.startswith("--") and a.split("=")[0] not in RESUME_FLAGS]
             if given:
                 raise SettingsError(f"--resume takes its settings from the run folder; do not "
                                     f"combine it with {', '.join(given)}")

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import sample
+from jaxloss.compile_cache import current_folder
 from jaxloss.devices import shard_count
 from jaxloss.genome import Population, from_graphs, pad_capacity
 from jaxloss.parse import parse_graph
@@ -212,7 +213,7 @@ class Search:
                  f"parents, seed {self.s.seed}; run folder {self.dir}")
         self.log(f"funnel: {' -> '.join(document['stages'])}")
         self.log(f"engine: {jax.default_backend()}, {shard_count()} device(s) "
-                 "(--cpu-devices on CPU)")
+                 f"(--cpu-devices on CPU); compile cache: {current_folder() or 'off'}")
         started = time.perf_counter()
         for generation in range(start_gen, self.s.generations):
             t0 = time.perf_counter()
