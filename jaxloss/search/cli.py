@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from jaxloss.errors import InputError
-from jaxloss.search.settings import STRATEGIES, Settings, SettingsError, load_config, validate
+from jaxloss.search.settings import (STRATEGIES, Settings, SettingsError, load_config,
+                                     setting_names, validate)
 
 DESCRIPTION = """\
 Search for a detection loss with CSE-Autoloss (ICLR 2021): evolve candidate losses from an initial
@@ -125,8 +125,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     values = {}
     if args.config:
         values.update(load_config(args.config))
-    names = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
-    for name in names:
+    for name in setting_names():
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -151,7 +150,7 @@ def stored_settings(path: Path) -> Settings:
     if not isinstance(stored, dict):
         raise SettingsError(f"--resume: {path} holds a {type(stored).__name__}, not the run's "
                             "settings object")
-    unknown = sorted(set(stored) - ({f.name for f in dataclasses.fields(Settings)} - {"extra"}))
+    unknown = sorted(set(stored) - setting_names())
     if unknown:
         raise SettingsError(f"--resume: {path} holds names that are not settings: "
                             f"{', '.join(unknown)}")

@@ -79,6 +79,11 @@ class Settings:
         return d
 
 
+def setting_names() -> frozenset[str]:
+    """The names a config file or a run folder's settings.json may hold (Settings' fields)."""
+    return frozenset(f.name for f in dataclasses.fields(Settings)) - {"extra"}
+
+
 def validate(s: Settings) -> Settings:
     """Check every value (filling in defaults that depend on others: ``parents`` defaults to a
     tenth of the population, 2 to 100); raise SettingsError saying which setting is wrong and why.
@@ -153,7 +158,7 @@ def load_config(path: str | Path) -> dict:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
         raise SettingsError(f"--config: {path} is not valid "
                             f"{'JSON' if path.suffix == '.json' else 'TOML'}: {err}") from None
-    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+    known = setting_names()
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingsError(f"--config: {path} has unknown settings {', '.join(unknown)}; "
