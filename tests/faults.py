@@ -69,3 +69,28 @@ def slow_start_worker(conn, env: dict) -> None:
 def dead_on_start_worker(conn, env: dict) -> None:
     """A worker process that dies before it reads its first task (a broken environment)."""
     os._exit(3)
+
+
+def fake_seeded_training(formula: str, work_dir: str, seed: int = 0, **kwargs) -> dict:
+    """Stands in for bridge.search_stages.train_candidate in tests of bridge.compare: instant and
+    deterministic from the formula text and the seed (a per-loss level plus a per-seed offset, in
+    mAP units, 0..0.26); a formula with ``exp`` in it fails as a NaN loss (a final outcome)."""
+    import hashlib
+
+    if "exp" in formula:
+        raise NonFiniteLossError(f"the loss {formula!r} produced nan at step 3")
+    level = int(hashlib.sha256(formula.encode()).hexdigest(), 16) % 1000 / 4000.0
+    offset = int(hashlib.sha256(f"{formula}|{seed}".encode()).hexdigest(), 16) % 1000 / 50_000.0
+    return {"mAP": level + offset, "mAP_50": 2 * (level + offset), "loss_first": 1.0,
+            "loss_last": 0.5, "train_seconds": 0.0}
+
+
+def crash_once_training(formula: str, work_dir: str, seed: int = 0, **kwargs) -> dict:
+    """:func:`fake_seeded_training`, but the worker dies the first time a training folder is used
+    for seed 1 (a machine failure: the same training succeeds when tried again)."""
+    marker = os.path.join(work_dir, "crashed-once")
+    if seed == 1 and not os.path.exists(marker):
+        os.makedirs(work_dir, exist_ok=True)
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fake_seeded_training(formula, work_dir, seed=seed, **kwargs)
