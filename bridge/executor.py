@@ -95,10 +95,14 @@ def classify(err: BaseException) -> str:
 
 
 def run_task(function: str, kwargs: dict) -> tuple[str | None, object, str]:
-    """Run one task in this process: (reason, result, message)."""
+    """Run one task in this process: (reason, result, message).
+
+    Every exception becomes an outcome; KeyboardInterrupt and SystemExit do not: an interrupt is
+    no verdict on the task, and it ends the worker (the executor then reports ``crashed``, or the
+    interrupted search records nothing)."""
     try:
         return None, resolve(function)(**kwargs), ""
-    except BaseException as err:  # noqa: BLE001 - every failure becomes an outcome
+    except Exception as err:  # noqa: BLE001 - every failure of the task becomes an outcome
         return classify(err), None, f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
 
 
@@ -131,6 +135,11 @@ STARTED = "started"  # a worker's word that it has begun the task it was sent
 
 
 def _worker_main(conn, env: dict) -> None:
+    import signal
+
+    # Ctrl-C in a terminal reaches the whole process group: the search (which ends its workers
+    # and records nothing in flight) decides, not a worker that would report its task as failed
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(env)
     while True:
         try:
@@ -198,7 +207,21 @@ class LocalExecutor:
     def map(self, tasks: Sequence[Task], on_done: Callable[[Outcome], None] | None = None
             ) -> list[Outcome]:
         """Run every task; returns their outcomes in task order. ``on_done`` sees each outcome
-        as soon as it is known (for progress display and caching)."""
+        as soon as it is known (for progress display and caching).
+
+        An exception (KeyboardInterrupt, SIGTERM's Interrupted, an error in ``on_done``) kills
+        the workers of the tasks in flight, whose outcomes are then never reported, and
+        propagates."""
+        try:
+            return self._map(tasks, on_done)
+        except BaseException:
+            for slot, worker in enumerate(self.pool):
+                if worker.task is not None:
+                    worker.kill()
+            self.pool = [w for w in self.pool if w.task is None]
+            raise
+
+    def _map(self, tasks: Sequence[Task], on_done) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(tasks)
         pending = list(range(len(tasks)))
         while len(self.pool) < min(self.workers_wanted, max(1, len(tasks))):

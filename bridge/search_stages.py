@@ -3,21 +3,30 @@
 
 * ``d_verify`` — the model optimization simulation: the chosen detector (Faster R-CNN for ``cls``,
   FCOS for ``cls_binary`` and ``reg`` by default) trains with the candidate loss on D_verify (one
-  image per category of the training set) for ``verify_iters`` iterations and is tested on it; a
-  candidate whose D_verify AP is below the threshold (less VERIFY_SLACK, 10%, for the noise of
-  such short trainings) is rejected (``below_threshold``). The threshold is the D_verify AP of the
-  previous generation's top loss; in the first generation, that of the initial loss L_I.
+  image per category of the training set, at least ``verify_min_images``) for ``verify_iters``
+  iterations and is tested on it; a candidate whose D_verify AP is below the threshold (less
+  VERIFY_SLACK, 10%, for the noise of such short trainings) is rejected (``below_threshold``). The
+  threshold is the D_verify AP of the previous generation's top loss; in the first generation, that
+  of the initial loss L_I (measured in generation 0).
 * ``proxy`` — the proxy task: training on the proxy training set (the training set minus a random
   held-out validation subset, as the paper's 10k images) for ``proxy_epochs`` epochs (at least
   MIN_PROXY_ITERS iterations), COCO mAP (pycocotools) on the held-out subset. That mAP is the
   candidate's fitness.
 
+The search puts a cut before each (Algorithm 1): the best ``verify_k`` by simulation score go to
+D_verify, the best ``top_k`` of those that pass by D_verify AP go to the proxy task.
+
 Every training runs in its own worker (:mod:`bridge.executor`, local processes or Ray tasks) with
-a time limit: a NaN or ±inf loss, a loss that runs away (``exploded``: more than
-``explode_factor`` times its first value), an out-of-memory, a crash or a timeout marks that
-candidate failed with the reason and the search goes on. Results are cached by the candidate's
-structural hash (and everything else that decides the training) in ``RUN_DIR/detector_results.jsonl``,
-written as each training ends, so nothing is trained twice, also across a resume.
+a time limit. A failure of the loss (``nonfinite``: a NaN or ±inf loss, ``exploded``: a loss that
+runs away past ``explode_factor`` times its first value, ``error``: the training raised) is final:
+the candidate is marked failed with the reason and the search goes on. A failure of the machine
+(MACHINE_FAILURES: ``timeout``, ``crashed``, ``out_of_memory``, ``no_start``) is retried once, at
+once, on fresh workers; only a second failure marks the candidate failed (both reasons are in its
+log record). Results are cached by the candidate's structural hash (and everything else that
+decides the training) in ``RUN_DIR/detector_results.jsonl``, written as each training ends, so
+nothing is trained twice, also across a resume; machine failures are kept for the record but a
+resumed run trains those candidates again. A training in flight when the search is interrupted
+(Ctrl-C, SIGTERM) is recorded nowhere, and ``--resume`` runs it again.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ LOSS_SLOT = {"cls": "loss_cls", "cls_binary": "loss_cls", "reg": "loss_reg"}
 MIN_PROXY_ITERS = 150
 """The proxy training is ``proxy_epochs`` epochs but at least this many iterations: on COCO one
 epoch is thousands of iterations; on the small embedded default it would be a dozen."""
+MACHINE_FAILURES = frozenset({"timeout", "crashed", "out_of_memory", "no_start"})
+"""Outcome reasons that say nothing about the loss: retried once at once, not final on resume."""
 VERIFY_SLACK = 0.1
 """A candidate passes D_verify with at least (1 - VERIFY_SLACK) times the threshold AP: trainings
 of a few dozen iterations on a handful of images are noisy, and an equally good loss should not
@@ -57,6 +68,7 @@ class DetectorSettings:
     data: str
     images: str | None
     verify_iters: int
+    verify_min_images: int
     proxy_epochs: int
     proxy_val: int | None
     batch_size: int | None
@@ -77,6 +89,7 @@ class DetectorSettings:
             branch=s["branch"], config=s.get("detector_config") or DEFAULT_CONFIG[s["branch"]],
             data=s.get("data") or "embedded", images=s.get("images"),
             verify_iters=int(s.get("verify_iters") or 40),
+            verify_min_images=int(s.get("verify_min_images") or 8),
             proxy_epochs=int(s.get("proxy_epochs") or 1), proxy_val=s.get("proxy_val"),
             batch_size=s.get("batch_size"), executor=s.get("executor") or "local",
             workers=int(s.get("workers") or 1), ray_address=s.get("ray_address"),
@@ -138,7 +151,8 @@ class SearchData:
 
 
 def prepare_search_data(d: DetectorSettings, run_dir: Path) -> SearchData:
-    """D_verify (one image per category) and the proxy split of the training set."""
+    """D_verify (one image per category, at least ``verify_min_images``) and the proxy split of
+    the training set."""
     from bridge.data import coco as cocofile
     from bridge.data import prepare
     from bridge.data.sampling import d_verify, proxy_split
@@ -152,7 +166,7 @@ def prepare_search_data(d: DetectorSettings, run_dir: Path) -> SearchData:
         raise SettingsError(f"--proxy-val {held}: must be between 1 and {n - 1} (the training "
                             f"set has {n} images)")
     proxy_train, proxy_val = proxy_split(train, held, d.seed)
-    verify = d_verify(proxy_train, d.seed)
+    verify = d_verify(proxy_train, d.seed, min_images=d.verify_min_images)
     paths = {name: str(cocofile.write(coco, out / f"{name}.json"))
              for name, coco in (("verify", verify), ("proxy_train", proxy_train),
                                 ("proxy_val", proxy_val))}
@@ -203,6 +217,8 @@ class ResultCache:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by a kill: that training runs again
+                if entry.get("reason") in MACHINE_FAILURES:
+                    continue  # the machine's fault, in an earlier process: this one tries again
                 self.entries[entry["task"]] = entry
 
     def get(self, key: str) -> dict | None:
@@ -210,14 +226,17 @@ class ResultCache:
 
     def put(self, key: str, outcome: Outcome, extra: dict) -> dict:
         entry = {"task": key, "result": outcome.result, "reason": outcome.reason,
-                 "message": outcome.message.splitlines()[0] if outcome.message else "",
-                 "seconds": outcome.seconds, **extra}
+                 "message": _first_line(outcome.message), "seconds": outcome.seconds, **extra}
         self.entries[key] = entry
         with self.path.open("a") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())
         return entry
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,9 +286,51 @@ class DetectorStage(Stage):
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
     def train(self, formulas: dict[str, str]) -> dict[str, dict]:
-        """Train every (loss key → formula) not in the cache; returns loss key → cache entry."""
+        """Train every (loss key → formula) not in the cache; returns loss key → cache entry.
+
+        A training that fails for the machine (MACHINE_FAILURES) is run once more at once, on
+        fresh workers; the entry then lists both attempts' reasons under ``attempts``.
+
+        Raises:
+          RuntimeError: trainings whose workers never started, twice: nothing is recorded for
+            them and ``--resume`` trains them once the workers can start.
+        """
         keys = {k: self.task_key(k) for k in formulas}
         todo = [k for k in formulas if self.cache.get(keys[k]) is None]
+        if todo:
+            self.log(f"    {self.name}: {len(todo)} training(s), {len(formulas) - len(todo)} "
+                     "from the cache")
+            first = self._attempt(todo, formulas, keys)
+            again = [k for k in todo if first[k].reason in MACHINE_FAILURES]
+            second: dict[str, Outcome] = {}
+            if again:
+                self.log(f"    {self.name}: {len(again)} training(s) failed for the machine "
+                         f"({', '.join(sorted({first[k].reason for k in again}))}): once more on "
+                         "fresh workers")
+                self.executor.close()  # the next map starts fresh workers
+                second = self._attempt(again, formulas, keys)
+            unstarted = [second[k].message for k in again if second[k].reason == "no_start"]
+            for k in todo:
+                outcome = second.get(k, first[k])
+                if outcome.reason == "no_start":
+                    continue  # never ran: nothing to record
+                attempts = [first[k].reason] + ([second[k].reason] if k in second else [])
+                extra = {"stage": self.name, "formula": formulas[k]}
+                if len(attempts) > 1:
+                    extra["attempts"] = attempts
+                    extra["first_message"] = _first_line(first[k].message)
+                self.cache.put(keys[k], outcome, extra)
+            if unstarted:
+                raise RuntimeError(
+                    f"{len(unstarted)} {self.name} training(s) never started, twice: "
+                    f"{unstarted[0]}. The workers could not start (a broken environment, or a "
+                    "machine too busy to start them in time); nothing was recorded for those "
+                    "candidates, so --resume trains them once the workers can start")
+        return {k: self.cache.get(keys[k]) for k in formulas}
+
+    def _attempt(self, todo: list[str], formulas: dict[str, str], keys: dict[str, str]
+                 ) -> dict[str, Outcome]:
+        """One run of the trainings of ``todo`` (loss keys); returns loss key → outcome."""
         threads = max(1, (os.cpu_count() or 1) // self.d.workers)
         folder = {k: self.run_dir / "trainings" / f"{self.name}-{keys[k]}" for k in todo}
         tasks = [Task(keys[k], self.d.task, dict(
@@ -277,47 +338,37 @@ class DetectorStage(Stage):
             work_dir=str(folder[k]), seed=self.d.seed, batch_size=self.d.batch_size,
             explode_factor=self.d.explode_factor, threads=threads, **self.training()),
             timeout_s=self.d.timeout_s, log_path=str(folder[k] / "train.log")) for k in todo]
-        if tasks:
-            self.log(f"    {self.name}: {len(tasks)} training(s), {len(formulas) - len(tasks)} "
-                     "from the cache")
-            done, unstarted = {}, []
+        by_task = {keys[k]: k for k in todo}
 
-            def record(outcome: Outcome) -> None:
-                loss_key = next(k for k in todo if keys[k] == outcome.key)
-                if outcome.reason == "no_start":  # the machine's fault, not the candidate's
-                    unstarted.append(outcome.message)
-                    self.log(f"      not started: {outcome.message}")
-                    return
-                done[loss_key] = self.cache.put(outcome.key, outcome,
-                                                {"stage": self.name, "formula": formulas[loss_key]})
-                status = "ok" if outcome.ok else f"failed: {outcome.reason}"
-                ap = f", mAP {outcome.result['mAP']:.4f}" if outcome.ok else ""
-                self.log(f"      {status}{ap} ({outcome.seconds:.0f} s) {formulas[loss_key]}")
+        def show(outcome: Outcome) -> None:
+            formula = formulas[by_task[outcome.key]]
+            if outcome.ok:
+                self.log(f"      ok, mAP {outcome.result['mAP']:.4f} ({outcome.seconds:.0f} s) "
+                         f"{formula}")
+            else:
+                self.log(f"      failed: {outcome.reason} ({outcome.seconds:.0f} s) {formula}"
+                         + (f": {_first_line(outcome.message)}"
+                            if outcome.reason in MACHINE_FAILURES else ""))
 
-            self.executor.map(tasks, on_done=record)
-            if unstarted:
-                raise RuntimeError(
-                    f"{len(unstarted)} {self.name} training(s) never started: {unstarted[0]}. "
-                    "The workers could not start (a broken environment, or a machine too busy "
-                    "to start them in time); nothing was recorded for those candidates, so "
-                    "--resume trains them once the workers can start")
-        return {k: self.cache.get(keys[k]) for k in formulas}
+        outcomes = self.executor.map(tasks, on_done=show)
+        return {by_task[o.key]: o for o in outcomes}
 
     def run(self, pop: Population, indices: np.ndarray, context: dict) -> StageOutcome:
         losses = {int(i): pop[int(i)] for i in indices}
         formulas = {l.key: str(l) for l in losses.values()}
         entries = self.train(formulas)
-        score = np.array([entries[losses[int(i)].key]["result"]["mAP"]
-                          if entries[losses[int(i)].key]["reason"] is None else np.nan
-                          for i in indices], np.float32)
-        reasons = [entries[losses[int(i)].key]["reason"] for i in indices]
+        entry = [entries[losses[int(i)].key] for i in indices]
+        score = np.array([e["result"]["mAP"] if e["reason"] is None else np.nan for e in entry],
+                         np.float32)
+        reasons = [e["reason"] for e in entry]
+        details = [{"attempts": e["attempts"]} if e.get("attempts") else None for e in entry]
         passed = np.array([r is None for r in reasons], bool)
-        passed, reasons = self.judge(score, passed, reasons)
+        passed, reasons = self.judge(score, passed, reasons, context)
         context.setdefault("detector", {})[self.name] = {
             int(i): float(s) for i, s in zip(indices, score) if not math.isnan(s)}
-        return StageOutcome(indices, passed, score, reasons)
+        return StageOutcome(indices, passed, score, reasons, details)
 
-    def judge(self, score, passed, reasons):
+    def judge(self, score, passed, reasons, context):
         return passed, reasons
 
 
@@ -334,23 +385,13 @@ class VerifyStage(DetectorStage):
         return {"data": f"coco:{self.data.verify}", "images": self.data.images,
                 "val": "train", "iters": self.d.verify_iters}
 
-    def ensure_threshold(self) -> float:
+    def judge(self, score, passed, reasons, context):
+        if context["generation"] == 0:  # L_I: its AP becomes the first threshold
+            return passed, reasons
         if self.threshold is None:
-            from jaxloss.parse import parse_graph
-            from jaxloss.loss import Loss
-
-            loss = Loss(parse_graph(self.d.initial, self.d.branch, None), self.d.branch)
-            entry = self.train({loss.key: str(loss)})[loss.key]
-            if entry["reason"] is not None:
-                raise RuntimeError(f"the initial loss {self.d.initial!r} failed on D_verify "
-                                   f"({entry['reason']}: {entry['message']}); the search needs "
-                                   "its AP as the first threshold")
-            self.threshold = float(entry["result"]["mAP"])
-            self.log(f"    d_verify threshold: {self.threshold:.4f} (the initial loss)")
-        return self.threshold
-
-    def judge(self, score, passed, reasons):
-        limit = self.ensure_threshold() * (1.0 - VERIFY_SLACK)
+            raise RuntimeError("the D_verify threshold is not set: the initial loss is measured "
+                               "(generation 0) before any candidate")
+        limit = self.threshold * (1.0 - VERIFY_SLACK)
         below = passed & (np.nan_to_num(score, nan=-1.0) < limit)
         reasons = [("below_threshold" if b else r) for b, r in zip(below, reasons)]
         return passed & ~below, reasons
@@ -362,8 +403,10 @@ class VerifyStage(DetectorStage):
             top = int(scored[np.lexsort((scored, -fitness[scored]))[0]])
             if top in verify:
                 self.threshold = verify[top]
+                whose = ("the initial loss" if context["generation"] == 0
+                         else "this generation's top loss")
                 self.log(f"    d_verify threshold for the next generation: "
-                         f"{self.threshold:.4f} (this generation's top loss)")
+                         f"{self.threshold:.4f} ({whose})")
 
     def state(self):
         return {"threshold": self.threshold}
@@ -372,7 +415,8 @@ class VerifyStage(DetectorStage):
         self.threshold = state.get("threshold")
 
     def describe(self):
-        return f"D_verify simulation ({self.d.config}, {self.d.verify_iters} iterations)"
+        return (f"D_verify simulation ({self.d.config}, {self.d.verify_iters} iterations, "
+                f"at least {self.d.verify_min_images} images)")
 
 
 class ProxyStage(DetectorStage):

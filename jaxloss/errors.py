@@ -30,3 +30,8 @@ class FormulaError(ValueError):
             return f"{self.reason}\n  in formula: {self.text}"
         return (f"{self.reason} (at position {self.position})\n"
                 f"  {self.text}\n  {' ' * self.position}^")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A search stopped by SIGTERM (Ctrl-C raises KeyboardInterrupt itself): work in flight is
+    recorded nowhere, and ``--resume`` continues from the last checkpoint."""

@@ -125,11 +125,14 @@ def _mutation_block(key, genome, branch_name: str):
     """Choose a mutation and build its (i, T); returns (i, t_ops, t_lhs, t_rhs, t_len, kind)."""
     leaves, unary, binary, arity_table = _branch_tables(branch_name)
     (o, a, b), size = genome
-    keys = jax.random.split(key, 8)
+    # one key per draw: draws that share a key are correlated (randint of the same bits gives
+    # e.g. shape == leaf index % 3, leaving two thirds of the subtree shapes unreachable)
+    (k_node, k_kind, k_leaf, k_other_leaf, k_unary, k_binary, k_op_bin, k_op_un, k_leaf2,
+     k_shape, k_how, k_operand) = jax.random.split(key, 12)
     arity = arity_table[o]
-    i = jax.random.randint(keys[0], (), 0, size)
+    i = jax.random.randint(k_node, (), 0, size)
     has_op = jnp.any((arity > 0) & (jnp.arange(o.shape[0]) < size))
-    kind = jax.random.randint(keys[1], (), 0, len(MUTATIONS))
+    kind = jax.random.randint(k_kind, (), 0, len(MUTATIONS))
     # operator replacement and deletion need an operator node; leaf swap needs a leaf node
     kind = jnp.where((kind == 0) | (kind == 3), jnp.where(has_op, kind, 2), kind)
     # move i onto a node of the right type: the nearest operator (or leaf) at or before i, or
@@ -140,10 +143,10 @@ def _mutation_block(key, genome, branch_name: str):
     ok = jnp.where(want_op, arity > 0, jnp.where(want_leaf, arity == 0, True)) & (positions < size)
     i = jnp.where(ok[i], i, jnp.max(jnp.where(ok & (positions <= i), positions, -1)))
     i = jnp.where(i < 0, jnp.argmax(ok), i)
-    fresh_leaf = _choice(keys[2], leaves)
-    other_leaf = _other_leaf(keys[3], leaves, o[i])
-    un = _choice(keys[4], unary)
-    bi = _choice(keys[5], binary)
+    fresh_leaf = _choice(k_leaf, leaves)
+    other_leaf = _other_leaf(k_other_leaf, leaves, o[i])
+    un = _choice(k_unary, unary)
+    bi = _choice(k_binary, binary)
     zero = jnp.int32(0)
 
     def block(*nodes):
@@ -154,22 +157,22 @@ def _mutation_block(key, genome, branch_name: str):
         return ops_, lhs_, rhs_, jnp.int32(len(nodes))
 
     # operator replacement: another operator of the same arity
-    new_op = jnp.where(arity[i] == 2, _other(keys[6], binary, o[i]),
-                       _other(keys[6], unary, o[i]))
+    new_op = jnp.where(arity[i] == 2, _other(k_op_bin, binary, o[i]),
+                       _other(k_op_un, unary, o[i]))
     op_replace = block((new_op, a[i], jnp.where(arity[i] == 2, b[i], zero)))
     # subtree replacement: leaf | unary(leaf) | binary(leaf, leaf2)
-    leaf2 = _choice(keys[7], leaves)
-    shape = jax.random.randint(keys[2], (), 0, 3)
+    leaf2 = _choice(k_leaf2, leaves)
+    shape = jax.random.randint(k_shape, (), 0, 3)
     sub_leaf = block((fresh_leaf, zero, zero))
     sub_unary = block((fresh_leaf, zero, zero), (un, i + 1, zero))
     sub_binary = block((fresh_leaf, zero, zero), (leaf2, zero, zero), (bi, i + 1, i + 2))
     # node insertion: unary(i) | binary(i, leaf) | binary(leaf, i)
-    how = jax.random.randint(keys[3], (), 0, 3)
+    how = jax.random.randint(k_how, (), 0, 3)
     ins_unary = block((un, i, zero))
     ins_right = block((fresh_leaf, zero, zero), (bi, i, i + 1))
     ins_left = block((fresh_leaf, zero, zero), (bi, i + 1, i))
     # deletion: a copy of one operand
-    pick_b = (arity[i] == 2) & (jax.random.bernoulli(keys[4]))
+    pick_b = (arity[i] == 2) & jax.random.bernoulli(k_operand)
     operand = jnp.where(pick_b, b[i], a[i])
     delete = block((o[operand], a[operand], b[operand]))
     # leaf swap
@@ -222,10 +225,19 @@ def _as_genomes(pop: Population):
     return (jnp.asarray(pop.ops), jnp.asarray(pop.lhs), jnp.asarray(pop.rhs)), jnp.asarray(pop.size)
 
 
-@functools.partial(jax.jit, static_argnames=("branch_name",))
-def vary(key, parents, mothers, fathers, p_crossover, p_mutation, *, branch_name: str):
+def _same(genomes, others):
+    """bool [N]: genome k equals others k, node for node."""
+    ((o, a, b), size), ((po, pa, pb), psize) = genomes, others
+    return (jnp.all(o == po, axis=1) & jnp.all(a == pa, axis=1) & jnp.all(b == pb, axis=1)
+            & (size == psize))
+
+
+@functools.partial(jax.jit, static_argnames=("branch_name", "refresh_tries"))
+def vary(key, parents, mothers, fathers, p_crossover, p_mutation, *, branch_name: str,
+         refresh_tries: int = 0):
     """Offspring of selected parent pairs: crossover with probability ``p_crossover``, then a
-    mutation with probability ``p_mutation``.
+    mutation with probability ``p_mutation``; then an offspring identical to its mother or its
+    father (which were evaluated already) is mutated again, up to ``refresh_tries`` times.
 
     Args:
       key: PRNG key.
@@ -234,13 +246,13 @@ def vary(key, parents, mothers, fathers, p_crossover, p_mutation, *, branch_name
       p_crossover, p_mutation: probabilities (scalars, may be traced).
 
     Returns:
-      ((ops, lhs, rhs) [N, C], size [N]) offspring, and int32 [N, 2] flags (crossed, mutation
-      kind or -1).
+      ((ops, lhs, rhs) [N, C], size [N]) offspring, and int32 [N, 3] flags (crossed, mutation
+      kind or -1, extra mutations made because the offspring equalled a parent).
     """
     (o, a, b), size = parents
     capacity = o.shape[1]
     n = mothers.shape[0]
-    keys = jax.random.split(key, 4)
+    keys = jax.random.split(key, 4 + refresh_tries)
     take = lambda idx: ((o[idx], a[idx], b[idx]), size[idx])  # noqa: E731
     mother, father = take(mothers), take(fathers)
     cross = jax.random.bernoulli(keys[0], p_crossover, (n,))
@@ -254,21 +266,47 @@ def vary(key, parents, mothers, fathers, p_crossover, p_mutation, *, branch_name
         jax.random.split(keys[3], n), child)
     child = jax.tree.map(lambda c, m: jnp.where(mutate.reshape((n,) + (1,) * (c.ndim - 1)), c, m),
                          mutated, child)
-    flags = jnp.stack([cross.astype(jnp.int32), jnp.where(mutate, kind, -1)], 1)
+    refreshed = jnp.zeros(n, jnp.int32)
+    for t in range(refresh_tries):
+        stale = _same(child, mother) | _same(child, father)
+        again, _ = jax.vmap(functools.partial(mutate_one, branch_name=branch_name,
+                                              capacity=capacity))(
+            jax.random.split(keys[4 + t], n), child)
+        child = jax.tree.map(
+            lambda c, m: jnp.where(stale.reshape((n,) + (1,) * (c.ndim - 1)), c, m), again, child)
+        refreshed = refreshed + stale
+    flags = jnp.stack([cross.astype(jnp.int32), jnp.where(mutate, kind, -1), refreshed], 1)
     return child, flags
 
 
 def offspring(key, parents: Population, mothers, fathers, *, p_crossover: float,
-              p_mutation: float) -> tuple[Population, np.ndarray]:
+              p_mutation: float, refresh_tries: int = 0) -> tuple[Population, np.ndarray]:
     """:func:`vary` on a :class:`Population`; returns the offspring population and the flags."""
     ((o, a, b), size), flags = vary(
         key, _as_genomes(parents), jnp.asarray(mothers), jnp.asarray(fathers),
-        jnp.float32(p_crossover), jnp.float32(p_mutation), branch_name=parents.branch)
+        jnp.float32(p_crossover), jnp.float32(p_mutation), branch_name=parents.branch,
+        refresh_tries=refresh_tries)
     return Population(np.asarray(o), np.asarray(a), np.asarray(b), np.asarray(size),
                       parents.branch), np.asarray(flags)
 
 
 def tournament(key, fitness, n: int, size: int = 3):
-    """Indices [n] of tournament winners: the lowest fitness among ``size`` random entries."""
-    entries = jax.random.randint(key, (n, size), 0, fitness.shape[0])
+    """Indices [n] of tournament winners: the lowest fitness among ``size`` entries drawn
+    uniformly, with replacement, from the entries whose fitness is finite (measured).
+
+    Args:
+      key: PRNG key.
+      fitness: float [P], lower is better; NaN and ±inf mark entries that are never drawn.
+      n: number of tournaments.
+      size: entries per tournament.
+
+    Returns:
+      int32 [n] indices into ``fitness``, each with a finite fitness. With no finite entry at all
+      the result is meaningless (index 0): callers check that one exists
+      (:func:`jaxloss.strategy.num_filled`).
+    """
+    finite = jnp.isfinite(fitness)
+    count = jnp.maximum(jnp.sum(finite), 1)
+    measured_first = jnp.argsort(~finite, stable=True)  # finite entries first, in index order
+    entries = measured_first[jax.random.randint(key, (n, size), 0, count)]
     return entries[jnp.arange(n), jnp.argmin(fitness[entries], axis=1)]

@@ -8,6 +8,11 @@ formulas) so that these tests exercise the stages, the executors and the bookkee
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +20,9 @@ import pytest
 from jaxloss.search import Settings, run_search
 from jaxloss.search.settings import validate
 
-FAKE = dict(branch="cls_binary", population=150, generations=3, top_k=6, capacity=24, seed=3,
-            verify_iters=5, train_timeout=4.0, workers=2, detector_task="tests.faults:fake_training")
+FAKE = dict(branch="cls_binary", population=150, generations=3, top_k=4, verify_k=8, capacity=24,
+            seed=3, verify_iters=5, train_timeout=4.0, workers=2,
+            detector_task="tests.faults:fake_training")
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +54,59 @@ def test_faulty_trainings_are_marked_failed_and_the_search_goes_on(faulty_run):
     # nothing is trained twice: one cache entry per (stage, distinct loss)
     keys = [r["task"] for r in results]
     assert len(keys) == len(set(keys))
+    # a machine failure (the fake hangs or kills its worker every time) is tried twice, a failure
+    # of the loss (NaN) once; the candidate's log record names both attempts
+    for r in results:
+        if r["reason"] in ("timeout", "crashed"):
+            assert r["attempts"] == [r["reason"]] * 2, r
+        else:
+            assert "attempts" not in r, r
+    retried = [rec for rec in records if any("attempts" in d for d in rec.get("details", {}).values())]
+    assert retried and all(rec["reason"] in ("timeout", "crashed") for rec in retried)
+
+
+def test_the_initial_loss_is_measured_as_a_candidate_and_parents_are_measured(faulty_run):
+    settings, out, report = faulty_run
+    from tests.faults import fake_training
+
+    initial = report["initial"]
+    expected = fake_training(formula=initial["formula"], work_dir="")["mAP"]
+    assert initial["proxy"] == initial["fitness"] == pytest.approx(expected, rel=1e-6)
+    assert initial["d_verify"] == pytest.approx(expected, rel=1e-6)  # float32 scores
+    assert initial["unit"] == "mAP" and "simulation" in initial
+    assert settings.parents == settings.top_k == 4 and settings.verify_k == 8
+    # every parent has a measured proxy fitness: at most L_I + K new ones after generation 1
+    for generation, count, low, high in report["parents_by_generation"]:
+        assert 1 <= count <= settings.parents and low <= high
+    records = _records(out)
+    by_gen = {}
+    for rec in records:
+        by_gen.setdefault(rec["generation"], []).append(rec)
+    assert len(by_gen[0]) == 1 and by_gen[0][0]["fitness"] == initial["fitness"]
+    # no later generation is mostly copies of L_I
+    for generation in (2, 3):
+        copies = sum(rec["key"] == initial["key"] for rec in by_gen[generation])
+        assert copies <= 0.1 * len(by_gen[generation]), (generation, copies)
+
+
+def test_algorithm_1_order_two_cuts_before_the_detector_stages(faulty_run):
+    settings, out, report = faulty_run
+    for generation in report["funnel"]:
+        rows = {row["stage"]: row for row in generation["stages"]}
+        assert list(rows)[-4:] == ["verify_k", "d_verify", "top_k", "proxy"]
+        assert rows["d_verify"]["in"] == rows["verify_k"]["out"]
+        assert rows["proxy"]["in"] == rows["top_k"]["out"]
+    # the cut before the proxy ranks by D_verify AP: K distinct candidates that reached the proxy
+    # task scored at least as well on D_verify as every candidate the cut turned away (copies
+    # of a chosen one, same simulation fingerprint, go on with it whatever their own AP: the fake
+    # training scores formula texts, a real one would give equivalent losses the same AP)
+    records = _records(out)
+    for generation in range(1, settings.generations + 1):
+        recs = [r for r in records if r["generation"] == generation and "d_verify" in r["scores"]]
+        sent = [r["scores"]["d_verify"] for r in recs if "proxy" in r["scores"]]
+        cut = [r["scores"]["d_verify"] for r in recs if r["reason"] == "not_top_k"]
+        if cut:
+            assert sum(s >= max(cut) for s in sent) >= settings.top_k, (sent, cut)
 
 
 def test_resume_trains_nothing_twice(faulty_run):
@@ -107,3 +166,65 @@ def test_ray_executor_gives_the_local_result(tmp_path, executor):
         ray.shutdown()
     for key in ("best", "fitness", "archive", "funnel"):
         assert remote[key] == local[key], key
+
+
+FLAKY = dict(FAKE, population=120, top_k=3, verify_k=6, train_timeout=60.0,
+             detector_task="tests.faults:flaky_training")
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax"))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    return env
+
+
+def _comparable(report: dict) -> dict:
+    """A report without what differs between two runs of the same search: time and run folder."""
+    out = {k: v for k, v in report.items() if k != "seconds"}
+    out["settings"] = {k: v for k, v in report["settings"].items() if k != "out"}
+    return out
+
+
+def test_killed_worker_then_sigterm_then_resume_gives_the_undisturbed_report(tmp_path):
+    """A worker killed on its first attempt is retried at once; SIGTERM during a training of
+    generation 2 stops the search cleanly (exit 143, nothing recorded for the trainings in
+    flight); --resume trains them again and ends with the report of an undisturbed run."""
+    reference = run_search(validate(Settings(out=str(tmp_path / "ref"), **FLAKY)),
+                           log=lambda *a, **k: None)
+    config = tmp_path / "flaky.json"
+    config.write_text(json.dumps(FLAKY))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "jaxloss.search", "--config", str(config),
+                             "--out", str(run)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
+    seen, in_generation_2 = [], False
+    deadline = time.time() + 600
+    for line in proc.stdout:
+        seen.append(line)
+        in_generation_2 = in_generation_2 or line.startswith("generation 2/3")
+        if in_generation_2 and "training(s)" in line and "d_verify" in line:
+            time.sleep(0.2)  # the first trainings of generation 2 are running (0.4 s each)
+            proc.send_signal(signal.SIGTERM)
+            break
+        assert time.time() < deadline, "".join(seen)
+    rest, _ = proc.communicate(timeout=120)
+    seen.append(rest)
+    assert proc.returncode == 143, "".join(seen)
+    assert "interrupted" in rest and f"--resume {run}" in rest, rest
+    assert not (run / "report.json").exists()
+    text = "".join(seen)
+    generation_1 = text[text.index("generation 1/3"):text.index("generation 2/3")]
+    assert "failed: crashed" in generation_1 and "once more on fresh workers" in generation_1
+    results = [json.loads(l) for l in (run / "detector_results.jsonl").read_text().splitlines()]
+    assert all(r["reason"] is None for r in results)  # the interrupt is no candidate's failure
+    resumed = subprocess.run([sys.executable, "-m", "jaxloss.search", "--resume", str(run)],
+                             capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "after generation 1" in resumed.stdout
+    result = json.loads((run / "report.json").read_text())
+    assert _comparable(result) == _comparable(reference)
+    retried = [r for r in _records(run) if any(
+        d.get("attempts") == ["crashed", None] for d in r.get("details", {}).values())]
+    assert any(r["generation"] == 1 for r in retried)

@@ -150,8 +150,9 @@ def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_result(tmp_p
     assert result["fitness"] == reference["fitness"]
     assert result["archive"] == reference["archive"]
     assert result["funnel"] == reference["funnel"]
+    assert result["initial"] == reference["initial"]
     lines = (killed / "candidates.jsonl").read_text().splitlines()
-    assert len(lines) == 3 * 120  # the killed generation's partial log was dropped
+    assert len(lines) == 1 + 3 * 120  # L_I, then 3 generations: the killed one's partial log went
 
 
 def test_a_corrupt_checkpoint_is_skipped_with_a_message(tmp_path):
@@ -176,3 +177,71 @@ def test_the_paper_scale_search_configs_are_valid():
     for path in sorted((ROOT / "configs" / "search").glob("*.toml")):
         settings = validate(Settings(**load_config(path)))
         assert settings.population >= 1000 and settings.detector
+
+
+def test_the_initial_loss_is_measured_first_and_is_the_first_parent(tmp_path):
+    out = tmp_path / "run"
+    messages = []
+    report = run_search(validate(Settings(out=str(out), **dict(SMALL, generations=2))),
+                        log=lambda *a, **k: messages.append(" ".join(map(str, a))))
+    initial = report["initial"]
+    assert initial["formula"] == str(jaxloss.LIBRARY["GIoU"])
+    assert initial["unit"] == "simulation score" and 0 < initial["fitness"] <= 1
+    assert initial["simulation"] == initial["fitness"]
+    records = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
+    assert records[0]["generation"] == 0 and records[0]["initial"]
+    assert records[0]["fitness"] == initial["fitness"]
+    # the archive holds what the search found, and the report says how it compares with L_I
+    assert all(e["key"] != initial["key"] for e in report["archive"])
+    assert report["best_vs_initial"] == pytest.approx(report["fitness"] - initial["fitness"])
+    text = "\n".join(messages)
+    assert "generation 0: the initial loss L_I" in text and "vs initial:" in text
+    # the log line of a generation names the parents' count and their fitness range
+    assert "parents: 16 of 16 slots, simulation score" in text
+    low, high = report["parents_by_generation"][-1][2:]
+    assert low <= high and high >= initial["fitness"]  # (mu + lambda): L_I is never lost
+    md = (out / "report.md").read_text()
+    assert "## Initial loss L_I (generation 0)" in md and "Best vs initial" in md
+
+
+def test_a_run_folder_is_never_overwritten_and_restart_keeps_the_old_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    settings = validate(Settings(out=str(out), **dict(SMALL, generations=1)))
+    run_search(settings, log=lambda *a, **k: None)
+    before = (out / "candidates.jsonl").read_text()
+    from jaxloss.search.run import RunFolderError
+
+    with pytest.raises(RunFolderError, match="holds a search already.*--resume.*--restart"):
+        run_search(settings, log=lambda *a, **k: None)
+    assert (out / "candidates.jsonl").read_text() == before
+    code = cli_main(["--branch", "reg", "--population", "120", "--generations", "1",
+                     "--parents", "16", "--capacity", "16", "--seed", "7", "--no-detector",
+                     "--out", str(out)])
+    assert code == 2 and "holds a search already" in capsys.readouterr().err
+    run_search(settings, log=lambda *a, **k: None, restart=True)
+    previous = list(out.glob("previous-*"))
+    assert len(previous) == 1 and (previous[0] / "candidates.jsonl").read_text() == before
+    assert (out / "candidates.jsonl").read_text() == before  # same seed, same run
+    with pytest.raises(SystemExit):
+        cli_main(["--resume", str(out), "--restart"])
+    assert "does not go with --resume" in capsys.readouterr().err
+
+
+def test_a_resume_with_no_usable_checkpoint_stops_and_changes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    settings = validate(Settings(out=str(out), **dict(SMALL, generations=2)))
+    run_search(settings, log=lambda *a, **k: None)
+    log_before = (out / "candidates.jsonl").read_text()
+    for f in (out / "checkpoints").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"\0" * 7)
+    code = cli_main(["--resume", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no checkpoint in" in err and "restores" in err, err
+    assert "Nothing was changed" in err and "Traceback" not in err
+    assert (out / "candidates.jsonl").read_text() == log_before
+    assert len(list((out / "checkpoints-unusable").iterdir())) == 3  # kept, not deleted
+    # a second try finds no checkpoint but a log: still an error, still nothing changed
+    assert cli_main(["--resume", str(out)]) == 2
+    assert "holds results but there is no checkpoint" in capsys.readouterr().err
+    assert (out / "candidates.jsonl").read_text() == log_before

@@ -1,7 +1,10 @@
 """The search's small data sets, drawn from a training set (paper §3.2).
 
-* :func:`d_verify`: D_verify, one image per category (§3.2.3): the model optimization simulation
-  trains and tests a detector on it to judge a candidate in minutes.
+* :func:`d_verify`: D_verify, one image per category (§3.2.3), and at least ``min_images``: the
+  model optimization simulation trains and tests a detector on it to judge a candidate in minutes.
+  On COCO's 80 categories the paper's rule gives 80 images; on a data set of one or two categories
+  it would give one or two, a detector trained and tested on a single image (a degenerate AP that
+  ranks nothing), so random further images fill it up to ``min_images``.
 * :func:`proxy_split`: the proxy task's split: a random validation subset of the training set
   (the paper holds out 10k COCO training images) and the remaining images to train on, so that the
   search never looks at the real validation set.
@@ -16,12 +19,15 @@ import numpy as np
 from bridge.data.coco import subset
 
 
-def d_verify(coco: dict, seed: int = 0) -> dict:
+def d_verify(coco: dict, seed: int = 0, min_images: int = 1) -> dict:
     """One image per category: for each category (in the file's order) a random image containing
-    it that no earlier category took. Categories with no annotated image are left out.
+    it that no earlier category took. Categories with no annotated image are left out. If that
+    gives fewer than ``min_images`` images, random further annotated images are added until there
+    are ``min_images`` (or every annotated image).
 
     Returns:
-      a COCO dict with at most one image per category (every category kept in ``categories``).
+      a COCO dict with max(one image per category, ``min_images``) images at most (every category
+      kept in ``categories``).
     """
     rng = np.random.default_rng(seed)
     by_category: dict[int, list[int]] = {}
@@ -40,8 +46,13 @@ def d_verify(coco: dict, seed: int = 0) -> dict:
         pick = candidates[int(rng.integers(len(candidates)))]
         if pick not in chosen:
             chosen.append(pick)
+    annotated = sorted({i for ids in by_category.values() for i in ids} - set(chosen))
+    extra = max(0, min(min_images - len(chosen), len(annotated)))
+    if extra:
+        chosen += [annotated[k] for k in sorted(rng.choice(len(annotated), extra, replace=False))]
     out = subset(coco, chosen)
-    out["info"]["subset"] = f"D_verify: one image per category (seed {seed})"
+    out["info"]["subset"] = (f"D_verify: one image per category, at least {min_images} "
+                             f"(seed {seed})")
     return out
 
 

@@ -6,7 +6,11 @@ settings) stored as bytes: only arrays, nothing pickled. Orbax writes a step to 
 folder and renames it when complete, so a run killed while saving (SIGKILL included) leaves the
 previous step intact. On resume the newest step that restores cleanly and is consistent with
 itself is used; an unreadable or inconsistent one is reported and moved aside to
-``checkpoints-unusable/`` (kept for inspection, never deleted).
+``checkpoints-unusable/`` (kept for inspection, never deleted). When steps exist and none restores,
+:class:`NoUsableCheckpoint` says which and why; nothing else in the run folder is touched.
+
+Step 0 holds the state after the initial loss was measured (generation 0); step g the state after
+generation g.
 """
 
 from __future__ import annotations
@@ -22,6 +26,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 KEEP = 3
+
+
+class NoUsableCheckpoint(RuntimeError):
+    """Checkpoints exist and none restores; the message names each and what was wrong."""
+
+
+def has_steps(run_dir: Path) -> bool:
+    """Whether ``run_dir/checkpoints`` holds a saved step."""
+    path = run_dir / "checkpoints"
+    return path.is_dir() and any(p.name.isdigit() for p in path.iterdir())
 
 
 def _manager(run_dir: Path) -> ocp.CheckpointManager:
@@ -45,11 +59,17 @@ def save(run_dir: Path, generation: int, arrays: dict, document: dict) -> None:
 
 
 def restore_latest(run_dir: Path, log=print) -> tuple[int, dict, dict] | None:
-    """(completed generations, arrays, document) of the newest sound checkpoint, or None."""
+    """(completed generations, arrays, document) of the newest sound checkpoint; None when there
+    is no checkpoint at all.
+
+    Raises:
+      NoUsableCheckpoint: there are checkpoints and none restores (each was moved aside).
+    """
     path = run_dir / "checkpoints"
-    if not path.is_dir():
+    if not has_steps(run_dir):
         return None
     manager = _manager(run_dir)
+    problems = []
     try:
         steps = sorted(manager.all_steps(), reverse=True)
         for step in steps:
@@ -64,10 +84,12 @@ def restore_latest(run_dir: Path, log=print) -> tuple[int, dict, dict] | None:
                 return step, tree, json.loads(text)
             except Exception as err:  # noqa: BLE001 - any failure means: not usable
                 aside = _move_aside(run_dir, step)
-                log(f"checkpoint {step} in {path} is unusable ({type(err).__name__}: "
-                    f"{str(err)[:200]}); moved to {aside}; trying the previous one",
-                    file=sys.stderr)
-        return None
+                why = f"{type(err).__name__}: {str(err)[:200]}"
+                problems.append(f"step {step} ({why}; moved to {aside})")
+                log(f"checkpoint {step} in {path} is unusable ({why}); moved to {aside}; trying "
+                    "the previous one", file=sys.stderr)
+        raise NoUsableCheckpoint(f"no checkpoint in {path} restores: {'; '.join(problems)}"
+                                 if problems else f"{path} holds no step orbax can list")
     finally:
         manager.close()
 

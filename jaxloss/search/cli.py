@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from jaxloss.errors import InputError
+from jaxloss.errors import InputError, Interrupted
 from jaxloss.search.settings import (STRATEGIES, Settings, SettingsError, load_config,
                                      setting_names, validate)
 
@@ -24,10 +24,15 @@ examples:
   python -m jaxloss.search --no-detector --branch cls_binary --population 2000 --generations 5
   python -m jaxloss.search --branch reg --initial "1 - i/u + (e - u)/e" --out runs/reg
   python -m jaxloss.search --resume runs/reg
+  python -m jaxloss.search --out runs/reg --restart     (start runs/reg over; its old files are kept)
   python -m jaxloss.search --config search.toml     (same names as the flags, e.g. population = 500)
 
 output (RUN_DIR): report.md, report.json, fitness.png, candidates.jsonl (every candidate and its
 stage outcomes), settings.json, checkpoints/ (one per generation; --resume continues from the last).
+
+The initial loss L_I is measured first ("generation 0") exactly as every candidate, and is the first
+parent: parents are only losses with a measured fitness. Ctrl-C or SIGTERM stops a run cleanly
+(exit 130 / 143); --resume continues it from the last finished generation.
 """
 
 
@@ -44,10 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "10,000 for classification, 1,000 for regression)")
     p.add_argument("--generations", type=int, metavar="E", help=f"generations (default {d.generations})")
     p.add_argument("--parents", type=int, metavar="P",
-                   help="best candidates kept as parents of the next generation (default: a tenth "
-                        "of the population, 2 to 100)")
+                   help="P: the best measured losses kept as parents of the next generation (this "
+                        "generation's and the previous parents: a (mu + lambda) selection); only "
+                        "losses with a fitness are parents (default: K with the detector stages, "
+                        "the paper's P <= K; without them a tenth of the population, 2 to 100)")
     p.add_argument("--top-k", type=int, metavar="K",
-                   help=f"candidates per generation sent on to the detector stages (default {d.top_k})")
+                   help="K: candidates per generation trained on the proxy task, the best by "
+                        f"D_verify AP (default {d.top_k})")
+    p.add_argument("--verify-k", type=int, metavar="V",
+                   help="candidates per generation trained on D_verify, the best by simulation "
+                        "score (default 3 K)")
     p.add_argument("--p-crossover", type=float, metavar="P1",
                    help=f"probability that an offspring is a crossover of two parents (default {d.p_crossover})")
     p.add_argument("--p-mutation", type=float, metavar="P2",
@@ -59,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default runs/<branch>-<strategy>-seed<seed>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint (its settings are used)")
+    p.add_argument("--restart", action="store_true",
+                   help="start over in a run folder (--out) that holds a run: its log, checkpoints "
+                        "and report move to RUN_DIR/previous-<time>/ (its detector results are "
+                        "reused); without it a new run refuses such a folder")
     p.add_argument("--initial", metavar="FORMULA",
                    help="initial loss L_I (default: CEI for cls, FLI for cls_binary, GIoU for reg)")
     p.add_argument("--strategy", choices=STRATEGIES,
@@ -89,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--images", metavar="DIR", help="image folder of --data (coco, bdd)")
     g.add_argument("--verify-iters", type=int, metavar="N",
                    help=f"training iterations on D_verify (default {d.verify_iters})")
+    g.add_argument("--verify-min-images", type=int, metavar="N",
+                   help="D_verify is one image per category, but at least N images (default "
+                        f"{d.verify_min_images}; one image of a one-category data set, trained "
+                        "and tested on itself, ranks nothing)")
     g.add_argument("--proxy-epochs", type=int, metavar="N",
                    help=f"epochs of proxy training (default {d.proxy_epochs}, as the paper)")
     g.add_argument("--proxy-val", type=int, metavar="N",
@@ -182,8 +201,12 @@ def main(argv=None, *, every_core_by_default: bool = False) -> int:
                          "--no-compile-cache")
     from jaxloss.search.run import run_search
 
+    settings = None
     try:
         if args.resume:
+            if args.restart:
+                raise SettingsError("--restart starts a run over with the settings given (flags "
+                                    "or --config, and --out): it does not go with --resume")
             given = [a for a in (argv if argv is not None else sys.argv[1:])
                      if a.startswith("--") and a.split("=")[0] not in RESUME_FLAGS]
             if given:
@@ -196,9 +219,15 @@ def main(argv=None, *, every_core_by_default: bool = False) -> int:
             run_search(settings, resume=True)
         else:
             settings = settings_from_args(args)
-            run_search(settings, resume=False)
+            run_search(settings, resume=False, restart=args.restart)
     except SettingsError as err:
         parser.error(str(err))
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Interrupted)
+        folder = args.resume or (settings.run_dir if settings else "RUN_DIR")
+        print(f"{parser.prog}: interrupted ({err or 'Ctrl-C'}); the trainings in flight were "
+              f"ended and recorded nowhere; continue with: python -m jaxloss.search --resume "
+              f"{folder}", file=sys.stderr)
+        return 143 if isinstance(err, Interrupted) else 130
     except InputError as err:  # a data set or file the run was given (e.g. an annotation file)
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2

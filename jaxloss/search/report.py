@@ -38,10 +38,14 @@ def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> di
     settings = document["settings"]
     archive = document["archive"]
     best = archive[0] if archive else None
+    initial = document.get("initial")
     report = {
         "best": best["formula"] if best else None,
         "fitness": best["score"] if best else None,
         "best_generation": best["generation"] if best else None,
+        "best_vs_initial": (best["score"] - initial["fitness"]) if best and initial else None,
+        "initial": initial,
+        "parents_by_generation": document.get("parents_by_generation", []),
         "archive": archive,
         "funnel": document["funnel"],
         "totals": _totals(document["funnel"]),
@@ -52,7 +56,7 @@ def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> di
         "tuned": document.get("tuned", []),
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
-    _plot(run_dir / "fitness.png", document["best_by_generation"], scatter, settings)
+    _plot(run_dir / "fitness.png", document["best_by_generation"], scatter, settings, initial)
     (run_dir / "report.md").write_text(_markdown(report, settings["branch"]))
     return report
 
@@ -70,7 +74,8 @@ def _totals(funnel: list[dict]) -> dict:
     return totals
 
 
-def _plot(path: Path, best_by_generation: list, scatter: list, settings: dict) -> None:
+def _plot(path: Path, best_by_generation: list, scatter: list, settings: dict,
+          initial: dict | None = None) -> None:
     import matplotlib
     import matplotlib.ticker
 
@@ -86,6 +91,9 @@ def _plot(path: Path, best_by_generation: list, scatter: list, settings: dict) -
     best = [b[1] for b in best_by_generation if b[1] is not None]
     if gens:
         ax.plot(gens, best, "-o", color="tab:red", label="best so far")
+    if initial:
+        ax.axhline(initial["fitness"], color="black", ls="--", lw=1,
+                   label=f"initial loss L_I ({initial['fitness']:.4f})")
     ax.set_xlabel("generation")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("fitness (simulation score)" if not settings.get("detector") else "fitness")
@@ -108,11 +116,24 @@ def _markdown(report: dict, branch: str) -> str:
     if report.get("stages"):
         lines.append("")
         lines.append(f"Funnel: {' → '.join(report['stages'])}.")
+    initial = report.get("initial")
+    if initial:
+        measured = ", ".join(f"{name} {value:.4f}" for name, value in initial["scores"].items())
+        lines += ["", "## Initial loss L_I (generation 0)", "",
+                  f"`{initial['formula']}`, measured exactly as every candidate: {measured}. "
+                  f"Its fitness, {initial['fitness']:.4f} {initial['unit']}, made it the first "
+                  "parent."]
+        if report.get("best_vs_initial") is not None:
+            lines += ["", f"**Best vs initial: {report['best_vs_initial']:+.4f} "
+                          f"{initial['unit']}** (one measurement each: the search picks the "
+                          "best of many noisy measurements, so this difference is optimistic)."]
     lines += ["", "![fitness over generations](fitness.png)", "", "## Best losses", ""]
     for rank, entry in enumerate(report["archive"][:5], start=1):
         d = describe(entry["formula"], branch)
-        lines += [f"### {rank}. fitness {entry['score']:.4f} (generation {entry['generation']}, "
-                  f"{d['nodes']} nodes)", "",
+        versus = (f", {entry['score'] - initial['fitness']:+.4f} vs initial" if initial
+                  else "")
+        lines += [f"### {rank}. fitness {entry['score']:.4f}{versus} (generation "
+                  f"{entry['generation']}, {d['nodes']} nodes)", "",
                   f"- formula: `{d['formula']}`",
                   f"- simplified: `{d['sympy']}`",
                   f"- LaTeX: ${d['latex']}$",

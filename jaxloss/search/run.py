@@ -1,17 +1,25 @@
 """The search loop (paper §3.2.1, Algorithm 1): evolve, filter, rank, checkpoint, report.
 
-One generation: the strategy proposes ``population`` candidates (``ask``); the funnel judges them
-stage by stage (:mod:`jaxloss.search.stages`); the fitness (minus the score of the last scoring
-stage) goes back to the strategy (``tell``), which keeps the best ``parents``; the archive, the
-per-candidate log (``candidates.jsonl``) and a checkpoint are written. Every random choice flows
-from ``--seed``; a resumed run continues from the last checkpoint and ends exactly as an
-uninterrupted one.
+Generation 0 measures the initial loss L_I with every scoring stage, exactly as a candidate
+(simulation, D_verify, proxy task): its fitness makes it the first parent, its D_verify AP the
+first D_verify threshold, and the report compares the search's best with it.
+
+One generation: the strategy proposes ``population`` candidates (``ask``, parents drawn only among
+measured losses); the funnel judges them stage by stage (:mod:`jaxloss.search.stages`): checks,
+simulation, the best ``verify_k`` by simulation score to D_verify, the best ``top_k`` of those by
+D_verify AP to the proxy task; the fitness (minus the score of the last scoring stage) goes back to
+the strategy (``tell``), which keeps the best ``parents``; the archive, the per-candidate log
+(``candidates.jsonl``) and a checkpoint are written. Every random choice flows from ``--seed``; a
+resumed run continues from the last checkpoint and ends exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -21,6 +29,7 @@ import numpy as np
 from jaxloss import sample
 from jaxloss.compile_cache import current_folder
 from jaxloss.devices import shard_count
+from jaxloss.errors import InputError, Interrupted
 from jaxloss.genome import Population, from_graphs, pad_capacity
 from jaxloss.parse import parse_graph
 from jaxloss.search import archive as archives
@@ -28,7 +37,12 @@ from jaxloss.search import checkpoint, report
 from jaxloss.search.settings import Settings
 from jaxloss.search.stages import (PropertyStage, SimulationStage, Stage, StageOutcome,
                                    TopKStage, load_detector_stages)
-from jaxloss.strategy import LossEvolution, as_population, as_solutions
+from jaxloss.strategy import (LossEvolution, as_solutions, from_solutions, initial_parents,
+                              num_filled)
+
+
+class RunFolderError(InputError):
+    """A run folder that cannot be used as asked (a run already there, no usable checkpoint)."""
 
 
 def _say(*args, **kwargs):
@@ -55,19 +69,32 @@ class Search:
         if settings.simulation:
             self.stages.append(SimulationStage(self.sim_cache))
         if settings.detector:
-            self.stages.append(TopKStage(settings.top_k))
-            self.stages += load_detector_stages(settings.to_json(), self.dir, log)
+            detector = load_detector_stages(settings.to_json(), self.dir, log)
+            # Algorithm 1's two cuts: the best verify_k by simulation score are trained on
+            # D_verify, the best top_k of those by D_verify AP go to the proxy task
+            cuts = [TopKStage(settings.verify_k, name="verify_k")] + [
+                TopKStage(settings.top_k, name="top_k")] * (len(detector) - 1)
+            for cut, stage in zip(cuts, detector):
+                self.stages += [cut, stage]
+        scoring = [st for st in self.stages if st.scores]
+        self.fitness_stage = scoring[-1].name
+        self.unit = "mAP" if self.fitness_stage == "proxy" else f"{self.fitness_stage} score"
 
     # -- state ------------------------------------------------------------------------------
-    def initial_state(self):
+    def initial_loss(self) -> Population:
+        """L_I as a population of one."""
         graph = parse_graph(self.s.initial_formula, self.s.branch, self.s.capacity)
-        parents = from_graphs([graph] * self.s.parents, self.s.branch, self.s.capacity)
+        return from_graphs([graph], self.s.branch, self.s.capacity)
+
+    def initial_state(self):
+        """(generations done, strategy state, key, document) before anything is measured; the
+        state's parents are set by :meth:`measure_initial`."""
         key = jax.random.key(self.s.seed)
         key, k_init = jax.random.split(key)
-        state = self.strategy.init(k_init, as_solutions(parents), jnp.zeros(self.s.parents),
-                                   self.params)
+        solutions, fitness = initial_parents(self.initial_loss(), jnp.inf, self.s.parents)
+        state = self.strategy.init(k_init, solutions, fitness, self.params)
         document = {"settings": self.s.to_json(), "funnel": [], "archive": [],
-                    "best_by_generation": []}
+                    "best_by_generation": [], "parents_by_generation": []}
         return 0, state, key, document
 
     def _stage_states(self) -> dict:
@@ -91,9 +118,7 @@ class Search:
         }
 
     def _from_arrays(self, arrays: dict):
-        state = self.strategy.init(jax.random.key(0), as_solutions(
-            from_graphs([parse_graph(self.s.initial_formula, self.s.branch, None)] * self.s.parents,
-                        self.s.branch, self.s.capacity)), jnp.zeros(self.s.parents), self.params)
+        _, state, _, _ = self.initial_state()
         state = state.replace(
             population=jnp.asarray(arrays["population"]), fitness=jnp.asarray(arrays["fitness"]),
             best_solution=jnp.asarray(arrays["best_solution"]),
@@ -107,6 +132,62 @@ class Search:
                                 np.asarray(arrays["cache_learned"]).reshape(-1)[:n]):
             self.sim_cache[k.tobytes()] = (float(score), bool(ok))
         return state, key
+
+    # -- generation 0: the initial loss ----------------------------------------------------
+    def measure_initial(self, state) -> tuple[object, dict, list]:
+        """Measure L_I with every scoring stage, as a candidate is measured; its fitness makes it
+        the first parent (the other parent slots stay empty).
+
+        Returns:
+          (strategy state with L_I as its one parent, the ``initial`` record of the report, the
+          candidate log record of L_I).
+
+        Raises:
+          RuntimeError: L_I has no score from the last scoring stage (e.g. its proxy training
+            failed): the search cannot rank anything against it.
+        """
+        pop = self.initial_loss()
+        loss = pop[0]
+        self.log(f"generation 0: the initial loss L_I, {loss}")
+        indices = np.arange(1)
+        score = np.full(1, np.nan, np.float32)
+        context = {"generation": 0, "score": score}
+        scores, reasons, details = {}, {}, {}
+        for stage in (st for st in self.stages if st.scores):
+            start = time.perf_counter()
+            out: StageOutcome = stage.run(pop, indices, context)
+            value = float(out.score[0]) if out.score is not None else float("nan")
+            if not np.isnan(value):
+                scores[stage.name] = value
+                score[0] = value
+            if not out.passed[0]:
+                reasons[stage.name] = out.reasons[0]
+            if out.details and out.details[0]:
+                details[stage.name] = out.details[0]
+            shown = "none" if np.isnan(value) else f"{value:.4f}"
+            note = f", {out.reasons[0]}" if not out.passed[0] else ""
+            self.log(f"  {stage.name:11s} L_I score {shown}{note}  "
+                     f"{time.perf_counter() - start:.1f} s")
+            if np.isnan(value):
+                raise RuntimeError(
+                    f"the initial loss {loss} got no {stage.name} score "
+                    f"({out.reasons[0] or 'no score'}): every candidate is measured against it. "
+                    "Check the detector, data and trainings (the run folder's trainings/*/"
+                    "train.log), or give another --initial")
+        fitness = scores[self.fitness_stage]
+        for stage in self.stages:
+            stage.end_generation(pop, np.array([fitness], np.float32), context)
+        solutions, parent_fitness = initial_parents(pop, -fitness, self.s.parents)
+        state = self.strategy.init(jax.random.key(self.s.seed), solutions, parent_fitness,
+                                   self.params)
+        initial = {"formula": str(loss), "key": loss.key, "fitness": fitness,
+                   "unit": self.unit, "scores": scores, "reasons": reasons,
+                   **{name: value for name, value in scores.items()}}
+        record = {"generation": 0, "index": 0, "reason": None, "scores": scores, "score": fitness,
+                  "fitness": fitness, "formula": str(loss), "key": loss.key, "initial": True,
+                  **({"details": details} if details else {})}
+        self.log(f"  L_I fitness: {fitness:.4f} {self.unit}")
+        return state, initial, record
 
     # -- one generation ---------------------------------------------------------------------
     def propose(self, generation: int, key, state):
@@ -131,6 +212,7 @@ class Search:
         reasons: list = [None] * n
         score = np.full(n, np.nan, np.float32)
         stage_scores: list[dict] = [{} for _ in range(n)]
+        details: list[dict] = [{} for _ in range(n)]
         rows = []
         context = {"generation": generation, "score": score}
         last_scoring = max((k for k, st in enumerate(self.stages) if st.scores), default=-1)
@@ -141,6 +223,9 @@ class Search:
             for i, r in zip(out.indices, out.reasons):
                 if r:
                     reasons[i] = r
+            for i, d in zip(out.indices, out.details or []):
+                if d:
+                    details[i][stage.name] = d
             if stage.scores and out.score is not None:
                 score[out.indices] = out.score
                 for i, value in zip(out.indices, out.score):
@@ -158,7 +243,8 @@ class Search:
         records = [{"generation": generation, "index": int(k), "reason": reasons[k],
                     "scores": stage_scores[k],
                     "score": None if np.isnan(score[k]) else float(score[k]),
-                    "fitness": None if np.isnan(final[k]) else float(final[k])}
+                    "fitness": None if np.isnan(final[k]) else float(final[k]),
+                   **({"details": details[k]} if details[k] else {})}
                    for k in range(n)]
         for stage in self.stages:
             stage.end_generation(pop, final, context)
@@ -188,21 +274,56 @@ class Search:
         return out
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        start_gen, state, key, document = self.initial_state()
-        if resume:
+    def prepare_folder(self, resume: bool, restart: bool):
+        """(generations done, state, key, document) to start from, after checking the run folder.
+
+        A new run refuses a folder that holds a run (``restart`` moves that run's log, checkpoints
+        and report aside into ``previous-<time>/`` and starts over; the detector results are kept:
+        they depend on nothing the run's seed decides). ``resume`` continues from the newest
+        checkpoint that restores; if there are checkpoints and none restores, or a log but no
+        checkpoint, it stops with :class:`RunFolderError` and touches nothing.
+        """
+        log_path = self.dir / "candidates.jsonl"
+        has_log = log_path.exists() and log_path.stat().st_size > 0
+        has_steps = checkpoint.has_steps(self.dir)
+        start = self.initial_state()
+        if not resume:
+            if has_log or has_steps:
+                if not restart:
+                    raise RunFolderError(
+                        f"{self.dir} holds a search already: continue it with --resume "
+                        f"{self.dir}, start it over with --restart (its log and checkpoints are "
+                        "kept in a previous-<time> folder), or choose another --out")
+                aside = _move_run_aside(self.dir)
+                self.log(f"--restart: the previous run's files are in {aside}")
+            return start
+        try:
             found = checkpoint.restore_latest(self.dir, log=self.log)
-            if found is None:
-                self.log(f"no usable checkpoint in {self.dir / 'checkpoints'}: starting from "
-                         "generation 0")
-            else:
-                start_gen, arrays, document = found
-                state, key = self._from_arrays(arrays)
-                for st in self.stages:
-                    st.load_state(document.get("stage_states", {}).get(st.name, {}))
-                self.log(f"resuming {self.dir} after generation {start_gen} of "
-                         f"{self.s.generations}")
+        except checkpoint.NoUsableCheckpoint as err:
+            raise RunFolderError(
+                f"--resume {self.dir}: {err}. Nothing was changed: candidates.jsonl and the "
+                "detector results are as they were. Start over with --restart (keeps them in a "
+                "previous-<time> folder) or another --out") from None
+        if found is None:
+            if has_log:
+                raise RunFolderError(
+                    f"--resume {self.dir}: candidates.jsonl holds results but there is no "
+                    f"checkpoint in {self.dir / 'checkpoints'} to continue from. Nothing was "
+                    "changed; start over with --restart (keeps the log in a previous-<time> "
+                    "folder) or another --out")
+            self.log(f"no checkpoint in {self.dir / 'checkpoints'} yet: starting from "
+                     "generation 0")
+            return start
+        start_gen, arrays, document = found
+        state, key = self._from_arrays(arrays)
+        for st in self.stages:
+            st.load_state(document.get("stage_states", {}).get(st.name, {}))
+        self.log(f"resuming {self.dir} after generation {start_gen} of {self.s.generations}")
+        return start_gen, state, key, document
+
+    def run(self, resume: bool = False, restart: bool = False) -> dict:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        start_gen, state, key, document = self.prepare_folder(resume, restart)
         _truncate_log(self.dir / "candidates.jsonl", start_gen)
         (self.dir / "settings.json").write_text(json.dumps(self.s.to_json(), indent=2))
         document["stages"] = [st.describe() for st in self.stages]
@@ -215,33 +336,57 @@ class Search:
         self.log(f"engine: {jax.default_backend()}, {shard_count()} device(s) "
                  f"(--cpu-devices on CPU); compile cache: {current_folder() or 'off'}")
         started = time.perf_counter()
-        for generation in range(start_gen, self.s.generations):
-            t0 = time.perf_counter()
-            key, k_gen, k_tell = jax.random.split(key, 3)
-            self.log(f"generation {generation + 1}/{self.s.generations}")
-            solutions, state = self.propose(generation, k_gen, state)
-            pop = as_population(solutions, self.s.branch)
-            final, funnel_row, records = self.evaluate(generation + 1, pop)
-            fitness = jnp.asarray(np.where(np.isnan(final), np.inf, -final))
-            state, _ = self.strategy.tell(k_tell, solutions, fitness, state, self.params)
-            reached = np.flatnonzero(~np.isnan(final))
-            every = pop.losses()
-            for rec, loss in zip(records, every):
-                rec["formula"], rec["key"] = str(loss), loss.key
-            losses = {int(k): every[int(k)] for k in reached}
-            entries = [archives.Entry(str(losses[k]), losses[k].key, float(final[k]),
-                                      generation + 1) for k in losses]
-            archive = archives.update(archives.from_json(document["archive"]), entries,
-                                      self.s.archive_size)
-            document["archive"] = archives.to_json(archive)
-            document["funnel"].append(funnel_row)
-            best = archive[0].score if archive else None
-            document["best_by_generation"].append([generation + 1, best])
-            _append_log(self.dir / "candidates.jsonl", records)
-            document["stage_states"] = self._stage_states()
-            checkpoint.save(self.dir, generation + 1, self._arrays(state, key), document)
-            best_text = f"{best:.4f}  {archive[0].formula}" if archive else "none yet"
-            self.log(f"  best so far: {best_text}   ({time.perf_counter() - t0:.1f} s)")
+        with _stop_on_sigterm():
+            if "initial" not in document:
+                state, document["initial"], record = self.measure_initial(state)
+                _append_log(self.dir / "candidates.jsonl", [record])
+                document["stage_states"] = self._stage_states()
+                checkpoint.save(self.dir, 0, self._arrays(state, key), document)
+            initial = document["initial"]
+            for generation in range(start_gen, self.s.generations):
+                t0 = time.perf_counter()
+                key, k_gen, k_tell = jax.random.split(key, 3)
+                self.log(f"generation {generation + 1}/{self.s.generations}")
+                if self.s.strategy != "random" and num_filled(state) == 0:
+                    raise RuntimeError("no parent has a measured fitness, so no tournament can "
+                                       "draw one (this is a bug: L_I is always a parent)")
+                solutions, state = self.propose(generation, k_gen, state)
+                pop = from_solutions(solutions, self.s.branch)
+                every = pop.losses()
+                self.log(f"  offspring: {len({l.key for l in every}):,} distinct of {len(pop):,}; "
+                         f"{_share(sum(l.key == initial['key'] for l in every), len(pop))} "
+                         "copies of L_I")
+                final, funnel_row, records = self.evaluate(generation + 1, pop)
+                fitness = jnp.asarray(np.where(np.isnan(final), np.inf, -final))
+                state, _ = self.strategy.tell(k_tell, solutions, fitness, state, self.params)
+                for rec, loss in zip(records, every):
+                    rec["formula"], rec["key"] = str(loss), loss.key
+                # the archive holds what the search found: L_I is reported on its own
+                reached = [int(k) for k in np.flatnonzero(~np.isnan(final))
+                           if every[int(k)].key != initial["key"]]
+                entries = [archives.Entry(str(every[k]), every[k].key, float(final[k]),
+                                          generation + 1) for k in reached]
+                archive = archives.update(archives.from_json(document["archive"]), entries,
+                                          self.s.archive_size)
+                document["archive"] = archives.to_json(archive)
+                document["funnel"].append(funnel_row)
+                best = archive[0].score if archive else None
+                document["best_by_generation"].append([generation + 1, best])
+                parents = -np.asarray(state.fitness)[np.isfinite(np.asarray(state.fitness))]
+                document["parents_by_generation"].append(
+                    [generation + 1, int(parents.size), float(parents.min()),
+                     float(parents.max())])
+                _append_log(self.dir / "candidates.jsonl", records)
+                document["stage_states"] = self._stage_states()
+                checkpoint.save(self.dir, generation + 1, self._arrays(state, key), document)
+                self.log(f"  parents: {parents.size} of {self.s.parents} slots, {self.unit} "
+                         f"{parents.min():.4f} to {parents.max():.4f}")
+                if archive:
+                    self.log(f"  best so far: {best:.4f} {self.unit} "
+                             f"({_versus(best, initial)})  {archive[0].formula}")
+                else:
+                    self.log("  best so far: none yet")
+                self.log(f"  ({time.perf_counter() - t0:.1f} s)")
         if self.s.tune_constants:
             document["tuned"] = self.tune(archives.from_json(document["archive"]))
         document["seconds"] = time.perf_counter() - started
@@ -251,6 +396,47 @@ class Search:
         self.log(f"report: {self.dir / 'report.md'}, {self.dir / 'report.json'}, "
                  f"{self.dir / 'fitness.png'}")
         return result
+
+
+def _share(count: int, total: int) -> str:
+    return f"{count:,} ({100.0 * count / max(total, 1):.1f}%)"
+
+
+def _versus(score: float, initial: dict) -> str:
+    """'best vs initial: +0.0120 mAP' for a score of the same unit as L_I's fitness."""
+    return f"vs initial: {score - initial['fitness']:+.4f} {initial['unit']}"
+
+
+@contextmanager
+def _stop_on_sigterm():
+    """SIGTERM (a scheduler's or ``kill``'s stop) raises :class:`Interrupted` in the search, as
+    Ctrl-C raises KeyboardInterrupt: the trainings in flight are ended and recorded nowhere, the
+    last checkpoint stands, and ``--resume`` continues from it. Only in the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _move_run_aside(run_dir: Path) -> Path:
+    """Move a run's log, checkpoints and report into ``run_dir/previous-<time>/``."""
+    aside = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir(parents=True, exist_ok=False)
+    for name in ("candidates.jsonl", "checkpoints", "checkpoints-unusable", "report.json",
+                 "report.md", "fitness.png", "settings.json"):
+        if (run_dir / name).exists():
+            shutil.move(str(run_dir / name), str(aside / name))
+    return aside
 
 
 def _reason_text(reasons: list) -> str:
@@ -286,7 +472,14 @@ def _scatter(path: Path) -> list[tuple[int, float]]:
     return out
 
 
-def run_search(settings: Settings, resume: bool = False, log=_say) -> dict:
-    """Run (or resume) a search; returns the report dictionary (also in RUN_DIR/report.json)."""
-    return Search(settings, log=log).run(resume=resume)
+def run_search(settings: Settings, resume: bool = False, log=_say, restart: bool = False
+               ) -> dict:
+    """Run (or resume) a search; returns the report dictionary (also in RUN_DIR/report.json).
+
+    Raises:
+      RunFolderError: a new run in a folder that holds one (without ``restart``), or a resume
+        with nothing usable to continue from.
+      Interrupted: SIGTERM (KeyboardInterrupt for Ctrl-C); the last checkpoint stands.
+    """
+    return Search(settings, log=log).run(resume=resume, restart=restart)
 

@@ -34,6 +34,7 @@ class Settings:
     generations: int = 5
     parents: int | None = None
     top_k: int = 4
+    verify_k: int | None = None
     p_crossover: float = 0.5
     p_mutation: float = 0.5
     tournament_size: int = 3
@@ -53,6 +54,7 @@ class Settings:
     data: str = "embedded"
     images: str | None = None
     verify_iters: int = 40
+    verify_min_images: int = 8
     proxy_epochs: int = 1
     proxy_val: int | None = None
     batch_size: int | None = None
@@ -85,11 +87,19 @@ def setting_names() -> frozenset[str]:
 
 
 def validate(s: Settings) -> Settings:
-    """Check every value (filling in defaults that depend on others: ``parents`` defaults to a
-    tenth of the population, 2 to 100); raise SettingsError saying which setting is wrong and why.
+    """Check every value (filling in defaults that depend on others); raise SettingsError saying
+    which setting is wrong and why.
+
+    Defaults that depend on others: ``parents`` (P) is ``top_k`` (K) with the detector stages, the
+    paper's P <= K (only the top-K of a generation get a proxy fitness, and only measured
+    candidates are parents); without them a tenth of the population, 2 to 100. ``verify_k`` is
+    3 K (the candidates trained on D_verify, of which the best K by D_verify AP go on).
     """
-    if s.parents is None and isinstance(s.population, int):
-        s = dataclasses.replace(s, parents=min(100, max(2, s.population // 10)))
+    if s.parents is None and isinstance(s.population, int) and isinstance(s.top_k, int):
+        parents = s.top_k if s.detector else min(100, max(2, s.population // 10))
+        s = dataclasses.replace(s, parents=min(parents, s.population))
+    if s.verify_k is None and isinstance(s.top_k, int):
+        s = dataclasses.replace(s, verify_k=3 * s.top_k)
     def need(cond, name, what):
         if not cond:
             raise SettingsError(f"--{name.replace('_', '-')}: {what}, got {getattr(s, name)!r}")
@@ -107,6 +117,9 @@ def validate(s: Settings) -> Settings:
     need(isinstance(s.parents, int) and 1 <= s.parents <= s.population, "parents",
          f"a whole number from 1 to the population ({s.population})")
     need(isinstance(s.top_k, int) and s.top_k >= 1, "top_k", "a whole number >= 1")
+    need(isinstance(s.verify_k, int) and s.verify_k >= s.top_k, "verify_k",
+         f"a whole number >= --top-k ({s.top_k}): the proxy task takes the best top-K of the "
+         "candidates trained on D_verify")
     for name in ("p_crossover", "p_mutation"):
         value = getattr(s, name)
         need(isinstance(value, (int, float)) and 0.0 <= value <= 1.0, name,
@@ -125,6 +138,8 @@ def validate(s: Settings) -> Settings:
     need(s.executor in ("local", "ray"), "executor", "local or ray")
     need(isinstance(s.workers, int) and s.workers >= 1, "workers", "a whole number >= 1")
     need(isinstance(s.verify_iters, int) and s.verify_iters >= 1, "verify_iters",
+         "a whole number >= 1")
+    need(isinstance(s.verify_min_images, int) and s.verify_min_images >= 1, "verify_min_images",
          "a whole number >= 1")
     need(isinstance(s.proxy_epochs, int) and s.proxy_epochs >= 1, "proxy_epochs",
          "a whole number >= 1")

@@ -30,6 +30,7 @@ class StageOutcome:
     passed: np.ndarray
     score: np.ndarray | None = None
     reasons: list = field(default_factory=list)
+    details: list | None = None  # per candidate: None or a JSON-able dict for its log record
 
 
 class Stage:
@@ -45,8 +46,9 @@ class Stage:
     scores = False
 
     def run(self, pop: Population, indices: np.ndarray, context: dict) -> StageOutcome:
-        """Judge ``pop[indices]``; ``context`` carries ``generation`` (1-based) and ``score``
-        (float [len(pop)], the latest score of every candidate, NaN where none)."""
+        """Judge ``pop[indices]``; ``context`` carries ``generation`` (1-based; 0 when the
+        initial loss L_I is measured, by the scoring stages only) and ``score`` (float
+        [len(pop)], the latest score of every candidate, NaN where none)."""
         raise NotImplementedError
 
     def rows(self, outcome: StageOutcome) -> list[dict]:
@@ -148,12 +150,16 @@ class TopKStage(Stage):
     """Keeps the ``k`` best *distinct* candidates by their latest score for the expensive stages
     after it: candidates that compute the same function (same fingerprint in the simulation, else
     the same structure) count once, and every copy of a chosen one goes on (they share its
-    trainings through the cache). Ties are broken by index, so the choice is deterministic."""
+    trainings through the cache). Ties are broken by index, so the choice is deterministic.
+
+    A search has two: ``verify_k`` (by simulation score, before D_verify) and ``top_k`` (by
+    D_verify AP, before the proxy task); a rejected candidate's reason is ``not_<name>``."""
 
     name = "top_k"
 
-    def __init__(self, k: int):
+    def __init__(self, k: int, name: str = "top_k"):
         self.k = k
+        self.name = name
 
     def run(self, pop, indices, context):
         latest = context["score"][indices]
@@ -167,10 +173,11 @@ class TopKStage(Stage):
             if len(chosen) == self.k:
                 break
         passed = np.array([ident in chosen for ident in identity], bool)
-        return StageOutcome(indices, passed, None, [None if p else "not_top_k" for p in passed])
+        return StageOutcome(indices, passed, None,
+                            [None if p else f"not_{self.name}" for p in passed])
 
     def describe(self):
-        return f"top {self.k} distinct"
+        return f"{self.name}: best {self.k} distinct"
 
 
 def load_detector_stages(settings: dict, run_dir, log) -> list[Stage]:
