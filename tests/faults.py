@@ -94,3 +94,23 @@ def crash_once_training(formula: str, work_dir: str, seed: int = 0, **kwargs) ->
         open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
     return fake_seeded_training(formula, work_dir, seed=seed, **kwargs)
+
+
+def flaky_training(formula: str, work_dir: str, **kwargs) -> dict:
+    """Stands in for bridge.search_stages.train_candidate in the search's fault-injection test:
+    deterministic from the formula text, 0.4 s long (so that a signal can land inside a
+    training), and for about a third of the formulas (never the initial loss) its worker is
+    killed the first time that training's folder is used: a machine failure that the retry on a
+    fresh worker survives."""
+    import hashlib
+
+    h = int(hashlib.sha256(formula.encode()).hexdigest(), 16)
+    marker = os.path.join(work_dir, "killed-once")
+    if h % 3 == 0 and not formula.startswith("-w * (y * ((1 - sigmoid(x))") and \
+            not os.path.exists(marker):
+        os.makedirs(work_dir, exist_ok=True)
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.4)
+    return {"mAP": (h % 1000) / 2000.0, "mAP_50": 0.0, "loss_first": 1.0, "loss_last": 0.5,
+            "train_seconds": 0.4}
