@@ -114,3 +114,11 @@ def flaky_training(formula: str, work_dir: str, **kwargs) -> dict:
     time.sleep(0.4)
     return {"mAP": (h % 1000) / 2000.0, "mAP_50": 0.0, "loss_first": 1.0, "loss_last": 0.5,
             "train_seconds": 0.4}
+
+
+def interrupt() -> dict:
+    raise KeyboardInterrupt
+
+
+def exit() -> dict:  # noqa: A001 - named for what it does
+    raise SystemExit(3)

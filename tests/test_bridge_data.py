@@ -249,6 +249,23 @@ def test_d_verify_has_one_image_per_category(embedded):
         {i["id"] for i in small["images"]} or len(train["images"]) <= len(CATEGORIES)
 
 
+def test_d_verify_takes_at_least_min_images():
+    """One image per category of a one-category data set is one image, trained and tested on
+    itself: D_verify is filled up to min_images with further annotated images."""
+    images = [{"id": k, "file_name": f"{k}.png", "width": 64, "height": 64} for k in range(1, 21)]
+    annotations = [{"id": k, "image_id": k, "category_id": 1, "bbox": [4, 4, 20, 20],
+                    "area": 400, "iscrowd": 0} for k in range(1, 16)]  # images 16-20: no boxes
+    coco = {"images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "crown"}], "info": {}}
+    assert len(d_verify(coco, seed=0)["images"]) == 1
+    filled = d_verify(coco, seed=0, min_images=8)
+    ids = [i["id"] for i in filled["images"]]
+    assert len(ids) == len(set(ids)) == 8 and max(ids) <= 15  # only annotated images
+    assert d_verify(coco, seed=0, min_images=8) == filled
+    assert {i["id"] for i in d_verify(coco, seed=1, min_images=8)["images"]} != set(ids)
+    assert len(d_verify(coco, seed=0, min_images=100)["images"]) == 15  # every annotated image
+
+
 def test_proxy_split_holds_out_a_random_validation_subset(embedded):
     train = load_coco(embedded.train_ann)
     rest, val = proxy_split(train, val_size=6, seed=0)

@@ -25,6 +25,35 @@ def test_every_failure_is_an_outcome_and_the_pool_goes_on():
     assert outcomes[2].seconds >= 2.0
 
 
+def test_an_interrupt_is_no_verdict_on_the_task():
+    from bridge.executor import run_task
+
+    # an exception is the task's outcome; KeyboardInterrupt and SystemExit are not caught
+    assert run_task("tests.faults:fail", {})[0] == "error"
+    for name in ("interrupt", "exit"):
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            run_task(f"tests.faults:{name}", {})
+
+
+def test_an_exception_in_the_parent_ends_the_workers_in_flight_and_reports_nothing():
+    seen = []
+
+    def stop(outcome):
+        seen.append(outcome)
+        raise KeyboardInterrupt  # Ctrl-C while the other training runs
+
+    executor = LocalExecutor(workers=2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.map([_task("ok", value=1.0), _task("hang", timeout_s=60.0)], on_done=stop)
+        assert [o.key for o in seen] == ["ok"]
+        assert all(w.task is None for w in executor.pool)  # the hanging one's worker is gone
+        outcome, = executor.map([_task("ok", value=3.0)])  # and the executor still works
+        assert outcome.result["value"] == 3.0
+    finally:
+        executor.close()
+
+
 def test_the_time_limit_does_not_count_the_workers_start(monkeypatch):
     # workers that take 2 s to start, twice the task's whole limit
     import bridge.executor
