@@ -279,14 +279,15 @@ class DetectorStage(Stage):
     def training(self) -> dict:
         raise NotImplementedError
 
-    def task_key(self, loss_key: str) -> str:
+    def task_key(self, loss_key: str, seed: int) -> str:
         spec = dict(self.training(), stage=self.name, loss=loss_key, config=self.d.config,
-                    branch=self.d.branch, seed=self.d.seed, batch_size=self.d.batch_size,
+                    branch=self.d.branch, seed=seed, batch_size=self.d.batch_size,
                     task=self.d.task)
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
-    def train(self, formulas: dict[str, str]) -> dict[str, dict]:
-        """Train every (loss key → formula) not in the cache; returns loss key → cache entry.
+    def train(self, formulas: dict[str, str], seed: int | None = None) -> dict[str, dict]:
+        """Train every (loss key → formula) not in the cache with ``seed`` (default: the search's
+        seed, the same for every candidate); returns loss key → cache entry.
 
         A training that fails for the machine (MACHINE_FAILURES) is run once more at once, on
         fresh workers; the entry then lists both attempts' reasons under ``attempts``.
@@ -295,12 +296,13 @@ class DetectorStage(Stage):
           RuntimeError: trainings whose workers never started, twice: nothing is recorded for
             them and ``--resume`` trains them once the workers can start.
         """
-        keys = {k: self.task_key(k) for k in formulas}
+        seed = self.d.seed if seed is None else int(seed)
+        keys = {k: self.task_key(k, seed) for k in formulas}
         todo = [k for k in formulas if self.cache.get(keys[k]) is None]
         if todo:
             self.log(f"    {self.name}: {len(todo)} training(s), {len(formulas) - len(todo)} "
                      "from the cache")
-            first = self._attempt(todo, formulas, keys)
+            first = self._attempt(todo, formulas, keys, seed)
             again = [k for k in todo if first[k].reason in MACHINE_FAILURES]
             second: dict[str, Outcome] = {}
             if again:
@@ -308,14 +310,14 @@ class DetectorStage(Stage):
                          f"({', '.join(sorted({first[k].reason for k in again}))}): once more on "
                          "fresh workers")
                 self.executor.close()  # the next map starts fresh workers
-                second = self._attempt(again, formulas, keys)
+                second = self._attempt(again, formulas, keys, seed)
             unstarted = [second[k].message for k in again if second[k].reason == "no_start"]
             for k in todo:
                 outcome = second.get(k, first[k])
                 if outcome.reason == "no_start":
                     continue  # never ran: nothing to record
                 attempts = [first[k].reason] + ([second[k].reason] if k in second else [])
-                extra = {"stage": self.name, "formula": formulas[k]}
+                extra = {"stage": self.name, "formula": formulas[k], "seed": seed}
                 if len(attempts) > 1:
                     extra["attempts"] = attempts
                     extra["first_message"] = _first_line(first[k].message)
@@ -328,14 +330,14 @@ class DetectorStage(Stage):
                     "candidates, so --resume trains them once the workers can start")
         return {k: self.cache.get(keys[k]) for k in formulas}
 
-    def _attempt(self, todo: list[str], formulas: dict[str, str], keys: dict[str, str]
-                 ) -> dict[str, Outcome]:
+    def _attempt(self, todo: list[str], formulas: dict[str, str], keys: dict[str, str],
+                 seed: int) -> dict[str, Outcome]:
         """One run of the trainings of ``todo`` (loss keys); returns loss key → outcome."""
         threads = max(1, (os.cpu_count() or 1) // self.d.workers)
         folder = {k: self.run_dir / "trainings" / f"{self.name}-{keys[k]}" for k in todo}
         tasks = [Task(keys[k], self.d.task, dict(
             config=self.d.config, branch=self.d.branch, formula=formulas[k],
-            work_dir=str(folder[k]), seed=self.d.seed, batch_size=self.d.batch_size,
+            work_dir=str(folder[k]), seed=seed, batch_size=self.d.batch_size,
             explode_factor=self.d.explode_factor, threads=threads, **self.training()),
             timeout_s=self.d.timeout_s, log_path=str(folder[k] / "train.log")) for k in todo]
         by_task = {keys[k]: k for k in todo}
@@ -370,6 +372,19 @@ class DetectorStage(Stage):
 
     def judge(self, score, passed, reasons, context):
         return passed, reasons
+
+    def remeasure(self, pop, seeds):
+        """Each loss trained again with each seed, with this stage's protocol."""
+        losses = pop.losses()
+        formulas = {l.key: str(l) for l in losses}
+        out = np.full((len(losses), len(seeds)), np.nan, np.float32)
+        for j, seed in enumerate(seeds):
+            entries = self.train(formulas, seed=int(seed))
+            for i, loss in enumerate(losses):
+                entry = entries[loss.key]
+                if entry["reason"] is None:
+                    out[i, j] = entry["result"]["mAP"]
+        return out
 
 
 class VerifyStage(DetectorStage):

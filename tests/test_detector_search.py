@@ -89,6 +89,23 @@ def test_the_initial_loss_is_measured_as_a_candidate_and_parents_are_measured(fa
         assert copies <= 0.1 * len(by_gen[generation]), (generation, copies)
 
 
+def test_the_result_is_the_best_losses_and_l_i_retrained_with_fresh_seeds(faulty_run):
+    settings, out, report = faulty_run
+    final = report["final"]
+    assert final["stage"] == "proxy" and final["unit"] == "mAP"
+    assert final["seeds"] == [4, 5, 6] and settings.seed not in final["seeds"]
+    rows = final["losses"]
+    assert rows[0]["initial"] and len(rows) == 1 + 3
+    results = [json.loads(l) for l in (out / "detector_results.jsonl").read_text().splitlines()]
+    for row in rows:
+        trained = sorted(r["seed"] for r in results
+                         if r["stage"] == "proxy" and r["formula"] == row["formula"])
+        assert trained == sorted([settings.seed] + final["seeds"]), row["formula"]
+        assert row["n"] == 3 and row["values"] == [pytest.approx(row["in_search"], rel=1e-6)] * 3
+    md = (out / "report.md").read_text()
+    assert "## Result: re-measured on fresh seeds" in md
+
+
 def test_algorithm_1_order_two_cuts_before_the_detector_stages(faulty_run):
     settings, out, report = faulty_run
     for generation in report["funnel"]:

@@ -202,6 +202,21 @@ def test_the_initial_loss_is_measured_first_and_is_the_first_parent(tmp_path):
     assert low <= high and high >= initial["fitness"]  # (mu + lambda): L_I is never lost
     md = (out / "report.md").read_text()
     assert "## Initial loss L_I (generation 0)" in md and "Best vs initial" in md
+    # the result: L_I and the best losses measured again on task draws the search never used
+    final = report["final"]
+    assert final["stage"] == "simulation" and final["seeds"] == [8, 9, 10]  # search: draw 0
+    rows = final["losses"]
+    assert rows[0]["initial"] and rows[0]["formula"] == initial["formula"]
+    assert [r["formula"] for r in rows[1:]] == [e["formula"] for e in report["archive"][:3]]
+    for row in rows:
+        assert row["n"] == 3 and row["std"] > 0 and row["values"] != [row["in_search"]] * 3
+        np.testing.assert_allclose(row["mean"], np.mean(row["values"]), rtol=1e-9)
+    diff = rows[1]["vs_initial"]
+    paired = np.subtract(rows[1]["values"], rows[0]["values"])
+    half = 4.302653 * np.std(paired, ddof=1) / np.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    np.testing.assert_allclose(diff["ci"], [paired.mean() - half, paired.mean() + half],
+                               rtol=1e-5)
+    assert "## Result: re-measured on fresh seeds" in md and "not the in-search maximum" in md
 
 
 def test_a_run_folder_is_never_overwritten_and_restart_keeps_the_old_run(tmp_path, capsys):

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JAX stages only: no detector training")
     p.add_argument("--archive-size", type=int, metavar="A",
                    help=f"best distinct losses kept across generations (default {d.archive_size})")
+    p.add_argument("--final-k", type=int, metavar="N",
+                   help="after the last generation, measure the N best losses and L_I again with "
+                        "--final-seeds seeds the search never used: the search's result, with "
+                        f"mean ± std and the paired difference to L_I (default {d.final_k}; 0: off)")
+    p.add_argument("--final-seeds", type=int, metavar="S",
+                   help=f"fresh seeds of that final measurement (default {d.final_seeds})")
     p.add_argument("--tune-constants", type=int, metavar="N",
                    help="after the search, tune the numeric constants of the N best losses with "
                         "CMA-ES on the mini simulation's score (beyond the paper; default "

@@ -33,7 +33,8 @@ def describe(formula: str, branch: str) -> dict:
             "latex": loss.latex(), "mmdet": mmdet_line(formula, branch), "nodes": loss.size}
 
 
-def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> dict:
+def write(run_dir: Path, document: dict, scatter: list[tuple[int, dict]]) -> dict:
+    """``scatter``: (generation, {stage: score}) of every measured candidate (L_I in 0)."""
     """Write report.json, report.md and fitness.png; returns the report dictionary."""
     settings = document["settings"]
     archive = document["archive"]
@@ -45,6 +46,7 @@ def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> di
         "best_generation": best["generation"] if best else None,
         "best_vs_initial": (best["score"] - initial["fitness"]) if best and initial else None,
         "initial": initial,
+        "final": document.get("final"),
         "parents_by_generation": document.get("parents_by_generation", []),
         "archive": archive,
         "funnel": document["funnel"],
@@ -56,9 +58,23 @@ def write(run_dir: Path, document: dict, scatter: list[tuple[int, float]]) -> di
         "tuned": document.get("tuned", []),
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
-    _plot(run_dir / "fitness.png", document["best_by_generation"], scatter, settings, initial)
+    _plot(run_dir / "fitness.png", document["best_by_generation"], scatter, settings, initial,
+          document.get("final"))
     (run_dir / "report.md").write_text(_markdown(report, settings["branch"]))
     return report
+
+
+def _verdict(final: dict) -> str:
+    """Whether a found loss beat L_I beyond the noise of the fresh-seed measurement."""
+    beaten = [row for row in final["losses"][1:]
+              if row.get("vs_initial", {}).get("ci") and row["vs_initial"]["ci"][0] > 0]
+    if beaten:
+        return (f"{len(beaten)} of {len(final['losses']) - 1} re-measured losses beat L_I beyond "
+                "the noise (the lower end of the 95% interval of the paired difference is above "
+                "0).")
+    return ("No re-measured loss beat L_I beyond the noise (every 95% interval of the paired "
+            "difference reaches 0 or below): with this many seeds the search has not shown a "
+            "better loss than its start.")
 
 
 def _totals(funnel: list[dict]) -> dict:
@@ -74,33 +90,60 @@ def _totals(funnel: list[dict]) -> dict:
     return totals
 
 
+PANELS = {"simulation": "simulation score", "d_verify": "D_verify AP", "proxy": "proxy mAP"}
+
+
 def _plot(path: Path, best_by_generation: list, scatter: list, settings: dict,
-          initial: dict | None = None) -> None:
+          initial: dict | None = None, final: dict | None = None) -> None:
+    """One panel per scale that scored candidates (simulation score, D_verify AP, proxy mAP):
+    every measured candidate by generation, L_I's value as a line; on the fitness panel (the
+    last) the best so far and the final fresh-seed measurement (mean ± std) as error bars."""
     import matplotlib
     import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    if scatter:
-        g, s = np.array(scatter, dtype=float).T
-        jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(g))
-        ax.scatter(g + jitter, s, s=6, alpha=0.35, color="tab:blue", label="evaluated candidates")
-    gens = [b[0] for b in best_by_generation if b[1] is not None]
-    best = [b[1] for b in best_by_generation if b[1] is not None]
-    if gens:
-        ax.plot(gens, best, "-o", color="tab:red", label="best so far")
-    if initial:
-        ax.axhline(initial["fitness"], color="black", ls="--", lw=1,
-                   label=f"initial loss L_I ({initial['fitness']:.4f})")
-    ax.set_xlabel("generation")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_ylabel("fitness (simulation score)" if not settings.get("detector") else "fitness")
-    ax.set_title(f"{settings['branch']} search, strategy {settings['strategy']}, "
-                 f"population {settings['population']}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    stages = [name for name in PANELS if any(name in scores for _, scores in scatter)]
+    stages = stages or ["simulation"]
+    fig, axes = plt.subplots(1, len(stages), figsize=(5.2 * len(stages), 4.2), dpi=120,
+                             squeeze=False)
+    rng = np.random.default_rng(0)  # jitter only: the figure is the same every time
+    for ax, name in zip(axes[0], stages):
+        points = [(g, scores[name]) for g, scores in scatter if name in scores and g > 0]
+        if points:
+            g, v = np.array(points, dtype=float).T
+            ax.scatter(g + rng.uniform(-0.2, 0.2, len(g)), v, s=6, alpha=0.35,
+                       color="tab:blue", label="measured candidates")
+        if initial and name in initial.get("scores", {}):
+            ax.axhline(initial["scores"][name], color="black", ls="--", lw=1,
+                       label=f"initial loss L_I ({initial['scores'][name]:.4f})")
+        if name == stages[-1]:
+            gens = [b[0] for b in best_by_generation if b[1] is not None]
+            best = [b[1] for b in best_by_generation if b[1] is not None]
+            if gens:
+                ax.plot(gens, best, "-o", color="tab:red", ms=4, label="best so far")
+            if final and final["stage"] == name:
+                x0 = settings["generations"] + 1
+                for k, row in enumerate(final["losses"]):
+                    if row["mean"] is None:
+                        continue
+                    ax.errorbar(x0 + 0.15 * k, row["mean"], yerr=row["std"] or 0.0, fmt="s",
+                                ms=4, capsize=3,
+                                color="black" if row["initial"] else "tab:green",
+                                label=("fresh seeds: L_I" if row["initial"] else
+                                       "fresh seeds: best losses" if k == 1 else None))
+        ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if final and name == stages[-1]:
+            ticks = [t for t in ax.get_xticks() if 1 <= t <= settings["generations"]]
+            ax.set_xticks(ticks + [settings["generations"] + 1],
+                          [f"{t:g}" for t in ticks] + ["fresh\nseeds"])
+        ax.set_ylabel(PANELS[name])
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"{settings['branch']} search, strategy {settings['strategy']}, population "
+                 f"{settings['population']}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -127,6 +170,29 @@ def _markdown(report: dict, branch: str) -> str:
             lines += ["", f"**Best vs initial: {report['best_vs_initial']:+.4f} "
                           f"{initial['unit']}** (one measurement each: the search picks the "
                           "best of many noisy measurements, so this difference is optimistic)."]
+    final = report.get("final")
+    if final:
+        unit = final["unit"]
+        lines += ["", "## Result: re-measured on fresh seeds", "",
+                  f"The in-search fitness of a loss is one measurement, and the search keeps the "
+                  f"best of many: it is optimistic. **This table, not the in-search maximum, is "
+                  f"the search's result**: L_I and the best losses measured again by the "
+                  f"`{final['stage']}` stage with seeds the search never used "
+                  f"({', '.join(map(str, final['seeds']))}), every loss with every seed; the "
+                  "difference to L_I is paired over seeds, with its 95% Student-t interval.", "",
+                  f"| loss | in search | fresh seeds ({unit}, mean ± std) | vs L_I [95% CI] |",
+                  "|---|---|---|---|"]
+        for row in final["losses"]:
+            name = "L_I" if row["initial"] else f"`{row['formula']}`"
+            fresh = ("no result" if row["mean"] is None else f"{row['mean']:.4f}"
+                     + (f" ± {row['std']:.4f}" if row["std"] is not None else ""))
+            diff = row.get("vs_initial")
+            versus = "—"
+            if diff and diff["mean"] is not None:
+                versus = f"{diff['mean']:+.4f}" + (
+                    f" [{diff['ci'][0]:+.4f}, {diff['ci'][1]:+.4f}]" if diff["ci"] else "")
+            lines.append(f"| {name} | {row['in_search']:.4f} | {fresh} | {versus} |")
+        lines += ["", _verdict(final)]
     lines += ["", "![fitness over generations](fitness.png)", "", "## Best losses", ""]
     for rank, entry in enumerate(report["archive"][:5], start=1):
         d = describe(entry["formula"], branch)

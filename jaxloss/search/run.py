@@ -35,6 +35,7 @@ from jaxloss.parse import parse_graph
 from jaxloss.search import archive as archives
 from jaxloss.search import checkpoint, report
 from jaxloss.search.settings import Settings
+from jaxloss.stats import paired_interval, spread
 from jaxloss.search.stages import (PropertyStage, SimulationStage, Stage, StageOutcome,
                                    TopKStage, load_detector_stages)
 from jaxloss.strategy import (LossEvolution, as_solutions, from_solutions, initial_parents,
@@ -250,6 +251,43 @@ class Search:
             stage.end_generation(pop, final, context)
         return final, {"generation": generation, "stages": rows}, records
 
+    def final_seeds(self) -> list[int]:
+        """Seeds the search never used: its trainings use ``seed``, its simulation task draw 0."""
+        return [self.s.seed + 1 + j for j in range(self.s.final_seeds)]
+
+    def measure_final(self, document: dict) -> dict | None:
+        """The search's result: the best ``final_k`` losses of the archive and L_I measured again
+        by the fitness stage with :meth:`final_seeds`, each loss with every seed (paired).
+
+        Returns:
+          ``{"stage", "unit", "seeds", "losses": [...]}`` with L_I first; per loss its formula,
+          in-search fitness, per-seed values, mean ± std and (for the found losses) the paired
+          difference to L_I with its 95% Student-t interval; None when ``final_k`` is 0.
+        """
+        if not self.s.final_k:
+            return None
+        initial = document["initial"]
+        found = archives.from_json(document["archive"])[: self.s.final_k]
+        formulas = [initial["formula"]] + [e.formula for e in found]
+        in_search = [initial["fitness"]] + [e.score for e in found]
+        pop = from_graphs([parse_graph(f, self.s.branch, self.s.capacity) for f in formulas],
+                          self.s.branch, self.s.capacity)
+        seeds = self.final_seeds()
+        stage = next(st for st in self.stages if st.name == self.fitness_stage)
+        self.log(f"final: L_I and the best {len(found)} loss(es) measured again by the "
+                 f"{stage.name} stage with fresh seeds {seeds}")
+        values = stage.remeasure(pop, seeds)
+        losses = []
+        for k, formula in enumerate(formulas):
+            row = {"formula": formula, "initial": k == 0, "in_search": in_search[k],
+                   "values": [None if np.isnan(v) else float(v) for v in values[k]],
+                   **spread(values[k].tolist())}
+            if k:
+                row["vs_initial"] = paired_interval(values[k].tolist(), values[0].tolist())
+            losses.append(row)
+            self.log(f"  {_final_line(row, self.unit)}  {'L_I ' if k == 0 else ''}{formula}")
+        return {"stage": stage.name, "unit": self.unit, "seeds": seeds, "losses": losses}
+
     def tune(self, archive: list) -> list[dict]:
         """CMA-ES on the constants of the best ``tune_constants`` losses (see jaxloss.tune)."""
         from jaxloss.loss import Loss
@@ -387,6 +425,7 @@ class Search:
                 else:
                     self.log("  best so far: none yet")
                 self.log(f"  ({time.perf_counter() - t0:.1f} s)")
+            document["final"] = self.measure_final(document)
         if self.s.tune_constants:
             document["tuned"] = self.tune(archives.from_json(document["archive"]))
         document["seconds"] = time.perf_counter() - started
@@ -396,6 +435,19 @@ class Search:
         self.log(f"report: {self.dir / 'report.md'}, {self.dir / 'report.json'}, "
                  f"{self.dir / 'fitness.png'}")
         return result
+
+
+def _final_line(row: dict, unit: str) -> str:
+    """One loss's fresh-seed measurement: mean ± std (n), and vs L_I with its interval."""
+    if row["mean"] is None:
+        return "no measurement came out"
+    std = f" ± {row['std']:.4f}" if row["std"] is not None else ""
+    text = f"{row['mean']:.4f}{std} {unit} (n = {row['n']})"
+    diff = row.get("vs_initial")
+    if diff and diff["mean"] is not None:
+        ci = (f" [{diff['ci'][0]:+.4f}, {diff['ci'][1]:+.4f}]" if diff["ci"] else "")
+        text += f", vs L_I {diff['mean']:+.4f}{ci}"
+    return text
 
 
 def _share(count: int, total: int) -> str:
@@ -462,13 +514,14 @@ def _truncate_log(path: Path, generations_done: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _scatter(path: Path) -> list[tuple[int, float]]:
+def _scatter(path: Path) -> list[tuple[int, dict]]:
+    """(generation, {stage: score}) of every logged candidate that has a score."""
     out = []
     if path.exists():
         for line in path.read_text().splitlines():
             rec = json.loads(line)
-            if rec.get("score") is not None:
-                out.append((rec["generation"], rec["score"]))
+            if rec.get("scores"):
+                out.append((rec["generation"], rec["scores"]))
     return out
 
 

@@ -46,6 +46,8 @@ class Settings:
     simulation: bool = True
     detector: bool = True
     archive_size: int = 20
+    final_k: int = 3
+    final_seeds: int = 3
     tune_constants: int = 0
     tune_generations: int = 20
     out: str | None = None
@@ -131,6 +133,10 @@ def validate(s: Settings) -> Settings:
     need(isinstance(s.archive_size, int) and s.archive_size >= 1, "archive_size",
          "a whole number >= 1")
     need(isinstance(s.seed, int) and s.seed >= 0, "seed", "a whole number >= 0")
+    need(isinstance(s.final_k, int) and 0 <= s.final_k <= s.archive_size, "final_k",
+         f"a whole number from 0 (off) to archive_size ({s.archive_size})")
+    need(isinstance(s.final_seeds, int) and s.final_seeds >= 2, "final_seeds",
+         "a whole number >= 2 (a spread needs two measurements)")
     need(isinstance(s.tune_constants, int) and 0 <= s.tune_constants <= s.archive_size,
          "tune_constants", f"a whole number from 0 to archive_size ({s.archive_size})")
     need(isinstance(s.tune_generations, int) and s.tune_generations >= 1, "tune_generations",

@@ -60,6 +60,12 @@ class Stage:
         """Called once the generation's fitness is known (float [len(pop)], NaN where the
         candidate did not pass every stage), e.g. to set the next generation's threshold."""
 
+    def remeasure(self, pop: Population, seeds: list[int]) -> np.ndarray:
+        """The scores of ``pop`` measured again with each of ``seeds`` (seeds this stage never
+        used in the search): float [len(pop), len(seeds)], NaN where no score came out. A scoring
+        stage that can be the fitness implements it (the search's final fresh-seed result)."""
+        raise NotImplementedError(f"the {self.name} stage cannot re-measure losses")
+
     def state(self) -> dict:
         """JSON-able state to checkpoint (caches, thresholds); empty by default."""
         return {}
@@ -144,6 +150,11 @@ class SimulationStage(Stage):
         context.setdefault("fingerprints", {}).update(dict(zip(indices.tolist(), prints)))
         return StageOutcome(indices, passed, score,
                             [None if p else "not_learning" for p in passed])
+
+    def remeasure(self, pop, seeds):
+        """Scores on other draws of the simulation's task (the search trains on draw 0)."""
+        return np.stack([minisim.simulate(pop, task_seed=int(seed)).score for seed in seeds],
+                        axis=1).astype(np.float32)
 
 
 class TopKStage(Stage):
