@@ -45,16 +45,25 @@ def areas(pred: torch.Tensor, target: torch.Tensor, eps: float = AREA_EPS
     return i, u, e
 
 
+IOU_UNION_FLOOR = 1e-6
+"""The union's floor in :func:`aligned_iou` (mmdet's ``bbox_overlaps`` default ``eps``)."""
+
+
 def aligned_iou(pred: torch.Tensor, target: torch.Tensor, floor: float = 1e-7) -> torch.Tensor:
     """Detached IoU of aligned box pairs, clamped to [floor, 1]: the ``w`` input of the
-    classification branches (the release clamps it at 1e-7 too).
+    classification branches, the centerness target and the box-loss weight of the IoU-aware heads.
+
+    The release's arithmetic: mmdet's ``bbox_overlaps(pred, target, is_aligned=True)``, i.e.
+    i / max(u, 1e-6) with the raw union u (no ε added), then clamped at 1e-7 (its FCOS and ATSS
+    heads). The floor of the union is in the boxes' own unit², so it matters for boxes only a few
+    units wide (stride units): this form gives the release's IoU there too.
 
     Args:
-      pred, target: [N, 4] boxes (x1, y1, x2, y2), any common unit (IoU is scale-free).
+      pred, target: [N, 4] boxes (x1, y1, x2, y2), any common unit.
 
     Returns:
       [N], no gradient.
     """
     with torch.no_grad():
-        i, u, _ = areas(pred.detach().float(), target.detach().float(), eps=1e-6)
-        return (i / u.clamp(min=1e-6)).clamp(min=floor, max=1.0).to(pred.dtype)
+        i, u, _ = areas(pred.detach().float(), target.detach().float(), eps=0.0)
+        return (i / u.clamp(min=IOU_UNION_FLOOR)).clamp(min=floor, max=1.0).to(pred.dtype)

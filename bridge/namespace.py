@@ -36,7 +36,7 @@ def _minimum(a: torch.Tensor, bound: float) -> torch.Tensor:
 
 
 TORCH = with_trig(SimpleNamespace(
-    exp=torch.exp, log=torch.log, log1p=torch.log1p, abs=_abs, sqrt=torch.sqrt,
+    divide=torch.div, exp=torch.exp, log=torch.log, log1p=torch.log1p, abs=_abs, sqrt=torch.sqrt,
     tanh=torch.tanh, round=torch.round, floor=torch.floor, erf=torch.erf,
     erfc=torch.erfc, where=torch.where,
     sigmoid=torch.sigmoid,

@@ -4,18 +4,21 @@
 |--------------|------------------------|-----------------------------------------------------|-----------|
 | ``cls``        | two-stage (softmax)    | x [N, K] logits, y [N, K] one-hot, w [N] IoU (K=C+1) | all 21    |
 | ``cls_binary`` | one-stage (sigmoid)    | x [N] logit, y [N] in {0, 1}, w [N] IoU             | 19: no softmax, no dot |
-| ``reg``        | box regression         | i [N] intersection, u [N] union, e [N] enclosing    | 8: neg, abs, sqrt, log, +, -, ×, ÷ |
+| ``reg``        | box regression         | i [N] intersection, u [N] union, e [N] enclosing    | 15: no softmax, dot, gd, alf, erf, erfc |
 
 Constants 1, 2, 3 in every branch.
 
 Why these operator sets:
 - ``cls_binary`` works on one score per (sample, class) pair, so there is no class axis for softmax
   and dot to act on (softmax of a single score is the constant 1, dot is ×).
-- ``reg``: the paper says only that the regression branch uses fewer operators ("more primitive
-  functions ... do not bring performance gain") and the release does not list them. Its inputs are
-  box areas in pixels (hundreds to 10⁵), where the S-curves, tanh, sin, cos and exp saturate or
-  overflow and say nothing about the box, so we keep the arithmetic operators that both published
-  regression losses use (+, -, ×, ÷, neg) plus the scale-aware abs, sqrt and log.
+- ``reg``: the release's regression search space (``get_reg_pset`` in the release's
+  ``tools/search_space.py``): add, sub, mul, div, neg, log, exp, abs, sqrt, softplus, sigmoid, tanh,
+  relu, sin and cos (the paper says only that it has fewer operators: "more primitive functions ...
+  do not bring performance gain"). B_reg was searched in this space. Applied to raw areas in pixels
+  (hundreds to 10⁵), exp, the S-curves, tanh, sin and cos saturate or overflow; they act on ratios
+  such as ``i/u`` or ``e/u``, which is how a candidate can use them (``exp(-i/u)``,
+  ``2 - cos(1 - i/u)``), and the checks reject what they make inconsistent. (Earlier versions of
+  jaxloss gave this branch only 8: neg, abs, sqrt, log, +, -, ×, ÷.)
 
 Per-sample values in the ``cls`` branch are broadcast along the class axis; a root that is still
 per-class (e.g. ``-y*log(softmax(x))``) is summed over classes to give the per-sample loss.
@@ -76,7 +79,8 @@ BRANCHES: dict[str, Branch] = {
         "cls_binary", ("x", "y", "w"),
         tuple(c for c in ops.OPERATORS if not ops.OPS[c].class_wise)),
     "reg": Branch("reg", ("i", "u", "e"),
-                  _codes("neg", "abs", "sqrt", "log", "add", "sub", "mul", "div")),
+                  _codes("neg", "exp", "log", "abs", "sqrt", "softplus", "sigmoid", "tanh",
+                         "relu", "sin", "cos", "add", "sub", "mul", "div")),
 }
 
 

@@ -14,7 +14,16 @@ check exists to catch, and silently clamping it would let broken losses through.
 
 Numerically stable forms that are not guards (they change no value, only avoid overflow inside
 the computation): softmax subtracts the class-wise maximum; sigmoid and softplus use their
-overflow-free forms (softplus(a) = max(a, 0) + log1p(exp(-|a|))).
+overflow-free forms (softplus(a) = max(a, 0) + log1p(exp(-|a|)), written so that its derivative at 0
+is the true 1/2, see :mod:`jaxloss.ops`); tanh beyond |a| = 1/2 is (1 - e)/(1 + e) with
+e = exp(-2|a|), the same formula in every library (XLA's own tanh saturates to ±1 too early).
+
+Derivatives at ties (the kinks of |a|, relu and the exp clamp) follow JAX, in the engine and in
+the PyTorch bridge alike: |a|' = 1 at 0 (the release, with torch.abs: 0), relu'(0) = 1/2 (the
+release, torch.relu: 0), and exp's clamp min(a, 88) has slope 1/2 at a = 88, so exp'(88) = e⁸⁸/2
+(the release, torch.clamp: 0). Everywhere else every operator's derivative is the derivative of its
+value (tests/test_ops.py checks it against float64 central differences; tests/test_release_parity.py
+against the release's operators).
 """
 
 LOG_EPS = 1e-20

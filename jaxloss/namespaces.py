@@ -30,9 +30,26 @@ def _sequential_last(combine, a):
     return out
 
 
+@jax.custom_jvp
+def _jax_divide(a, b):
+    return a / b
+
+
+@_jax_divide.defjvp
+def _jax_divide_jvp(primals, tangents):
+    # JAX's own rule adds ta/b and -tb·a/b², and 1/b² overflows float32 for |b| < 1e-19 (the
+    # division guard's b = 0 gives b + 1e-20), so a zero tb (a denominator that does not depend on
+    # the direction) still turned the derivative into 0·inf = NaN. (ta - q·tb)/b is the same
+    # derivative and stays finite wherever it is representable.
+    a, b = primals
+    ta, tb = tangents
+    q = a / b
+    return q, (ta - q * tb) / b
+
+
 def _jax_namespace() -> SimpleNamespace:
     return SimpleNamespace(
-        exp=jnp.exp, log=jnp.log, log1p=jnp.log1p, abs=jnp.abs, sqrt=jnp.sqrt, tanh=jnp.tanh,
+        divide=_jax_divide, exp=jnp.exp, log=jnp.log, log1p=jnp.log1p, abs=jnp.abs, sqrt=jnp.sqrt, tanh=jnp.tanh,
         round=jnp.round, floor=jnp.floor, erf=jax.scipy.special.erf,
         erfc=jax.scipy.special.erfc, where=jnp.where,
         sigmoid=jax.nn.sigmoid, minimum=jnp.minimum, maximum=jnp.maximum,
@@ -48,7 +65,7 @@ def _numpy_sigmoid(a):
 
 def _numpy_namespace() -> SimpleNamespace:
     return SimpleNamespace(
-        exp=np.exp, log=np.log, log1p=np.log1p, abs=np.abs, sqrt=np.sqrt, tanh=np.tanh,
+        divide=np.divide, exp=np.exp, log=np.log, log1p=np.log1p, abs=np.abs, sqrt=np.sqrt, tanh=np.tanh,
         round=np.rint, floor=np.floor,
         erf=lambda a: scipy.special.erf(a).astype(a.dtype),
         erfc=lambda a: scipy.special.erfc(a).astype(a.dtype), where=np.where,

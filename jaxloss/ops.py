@@ -55,7 +55,12 @@ def _softmax(M, a):
 
 
 def _softplus(M, a):
-    return M.maximum(a, 0.0) + M.log1p(M.exp(-M.abs(a)))
+    # log(1 + exp(a)) as relu(a) + log1p(exp(-|a|)), which never overflows. Both kinks at 0 are
+    # written with where() and the same side (a > 0 takes the right-hand branch of each), so that
+    # their one-sided slopes add up to the true derivative σ(0) = 1/2 (max(a, 0) and |a| would give
+    # JAX's tie slopes 1/2 and 1, hence 1/2 - 1/2 = 0). Same values as the max/abs form.
+    positive = a > 0
+    return M.where(positive, a, 0.0) + M.log1p(M.exp(M.where(positive, -a, a)))
 
 
 def _sigmoid(M, a):
@@ -77,14 +82,17 @@ def _alf(M, a):
     # Salf(a) = (1 + h/sqrt(1 + h²)) / 2 with h = a/2: range (0, 1), slope 1/4 at 0. Computed through
     # the complement c = 1 - |h|/sqrt(1 + h²) in a form that neither cancels nor overflows:
     # c = 1/(s(s + t)) with s = sqrt(1 + t²) for t = |h| <= 1, and c = v²/(r(r + 1)) with v = 1/t,
-    # r = sqrt(1 + v²) beyond; then Salf = c/2 for h < 0 and 1 - c/2 otherwise.
+    # r = sqrt(1 + v²) beyond; then Salf = c/2 for h < 0 and 1 - c/2 otherwise. Each branch reads t
+    # clipped to its own side (no overflow in the branch not taken) with where(), not min/max, whose
+    # slope 1/2 at the tie t = 1 would halve the derivative at a = ±2.
     h = 0.5 * a
     t = M.abs(h)
-    ts = M.minimum(t, 1.0)
+    inner = t <= 1.0
+    ts = M.where(inner, t, 1.0)
     s = M.sqrt(1.0 + ts * ts)
-    v = 1.0 / M.maximum(t, 1.0)
+    v = 1.0 / M.where(inner, 1.0, t)
     r = M.sqrt(1.0 + v * v)
-    c = M.where(t <= 1.0, 1.0 / (s * (s + ts)), v * v / (r * (r + 1.0)))
+    c = M.where(inner, 1.0 / (s * (s + ts)), v * v / (r * (r + 1.0)))
     return M.where(h < 0, 0.5 * c, 1.0 - 0.5 * c)
 
 
@@ -100,7 +108,15 @@ def _erfc(M, a):
 
 
 def _tanh(M, a):
-    return M.tanh(a)
+    # Beyond |a| = 1/2 as (1 - e)/(1 + e) with e = exp(-2|a|) (within 2 float32 ulp, and the same
+    # formula in every library); below, each library's own tanh. XLA's CPU tanh is off by up to
+    # 4 ulp and returns exactly ±1 from |a| = 7.9 on, where the float32 value is still 1 - 2e-7
+    # (torch, the release: 1 ulp): downstream of a saturated tanh, log(tanh) or 1 - tanh are made
+    # of those last ulps, and the engine and the bridge would disagree there.
+    m = M.where(a > 0, -a, a)  # -|a|
+    e = M.exp(2.0 * m)
+    r = (1.0 - e) / (1.0 + e)  # tanh(|a|)
+    return M.where(m > -0.5, M.tanh(a), M.where(a > 0, r, -r))
 
 
 def _relu(M, a):
@@ -128,7 +144,8 @@ def _mul(M, a, b):
 
 
 def _div(M, a, b):
-    return a / (b + guards.DIV_EPS)
+    # M.divide: the JAX namespace's forward-mode derivative stays finite next to the guard
+    return M.divide(a, b + guards.DIV_EPS)
 
 
 def _dot(M, a, b):

@@ -230,3 +230,30 @@ def test_searched_loss_in_a_stock_one_stage_head_without_iou_reads_no_w():
     head.train()
     with pytest.raises(ValueError, match="IoUFCOSHead"):
         head.loss_by_feat(*head(features()), GT, METAS)
+
+
+def test_fcos_head_in_stride_units_passes_the_releases_boxes():
+    """box_units='stride': the distances are decoded around the pixel points as they are, so each
+    target box is its ground truth box shifted to the point and shrunk by the point's stride."""
+    head = recorded_head(dict(FCOS, box_units="stride"))
+    head.loss_by_feat(*head(features()), GT, METAS)
+    box = head.loss_bbox.calls[0]
+    gt_sizes = torch.cat([g.bboxes for g in GT])
+    gt_sizes = gt_sizes[:, 2:] - gt_sizes[:, :2]
+    sizes = box["target"][:, 2:] - box["target"][:, :2]
+    # every target's size is a ground truth's size over one of the strides
+    ratios = sizes[:, None, :] / gt_sizes[None]  # [positives, gts, 2]
+    strides = torch.tensor(FCOS["strides"], dtype=torch.float32)
+    fits = ((ratios[..., None] - 1 / strides).abs() < 1e-4).all(2).any(-1).any(-1)
+    assert bool(fits.all())
+    assert float(sizes.max()) < 20  # not pixels (the ground truths are 50 to 90 px wide)
+    np.testing.assert_allclose(box["weight"], iou_of(box["pred"], box["target"]), rtol=1e-5,
+                               atol=1e-7)
+
+
+@pytest.mark.parametrize("change, words", [(dict(box_units="px"), "box_units must be"),
+                                           (dict(box_units="stride", norm_on_bbox=False),
+                                            "needs norm_on_bbox")])
+def test_fcos_head_rejects_box_units_it_cannot_give(change, words):
+    with pytest.raises(ValueError, match=words):
+        MODELS.build(dict(FCOS, **change))

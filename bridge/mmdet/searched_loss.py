@@ -77,6 +77,13 @@ class SearchedLoss(torch.nn.Module):
       use_sigmoid: for mmdet's heads, which read it from the config: must be True for
         ``cls_binary`` (one-stage heads then predict C scores) and False for ``cls``.
       eps: ``reg`` only: added to u and e (px², default 1e-7 as in the release).
+      release_weighting: ``reg`` only. False (default): a weight weighs each sample (a [N, 4] weight
+        is first averaged over the 4 coordinates, as GIoULoss does). True: the release's
+        arithmetic (``RegLoss.forward`` in its ``tools/get_loss.py``): the weight is averaged over
+        its last axis whatever its shape, so the [N] IoU weight of the IoU-aware FCOS and ATSS
+        heads becomes one scalar, its mean: the release's FCOS box loss is then in effect an
+        unweighted mean over the positives (mean IoU × Σ loss / Σ IoU), and ATSS's is weighted by
+        each level's mean IoU. This is what trained the published FCOS / ATSS numbers.
       check_finite: raise NonFiniteLossError on a NaN/inf value or gradient (default True).
       constants: real values for the formula's whole-number constants, one per use (the
         ``values`` that ``python -m jaxloss.search --tune-constants`` reports); None: as written.
@@ -87,7 +94,8 @@ class SearchedLoss(torch.nn.Module):
 
     def __init__(self, formula, branch: str | None = None, reduction: str = "mean",
                  loss_weight: float = 1.0, alpha=_UNSET, use_sigmoid: bool | None = None,
-                 eps=_UNSET, check_finite: bool = True, constants=None, **unexpected):
+                 eps=_UNSET, check_finite: bool = True, constants=None,
+                 release_weighting: bool = False, **unexpected):
         super().__init__()
         if unexpected:
             raise TypeError(
@@ -102,6 +110,9 @@ class SearchedLoss(torch.nn.Module):
             raise ValueError(f"alpha applies to the cls_binary branch only, not {self.branch}")
         if eps is not _UNSET and self.branch != "reg":
             raise ValueError(f"eps applies to the reg branch only, not {self.branch}")
+        if release_weighting and self.branch != "reg":
+            raise ValueError("release_weighting applies to the reg branch only (the release "
+                             f"averages the box loss's weight), not {self.branch}")
         sigmoid = self.branch == "cls_binary"
         if use_sigmoid is not None and self.branch != "reg" and bool(use_sigmoid) != sigmoid:
             raise ValueError(f"{self.branch} losses need use_sigmoid={sigmoid} (cls_binary is the "
@@ -115,6 +126,7 @@ class SearchedLoss(torch.nn.Module):
         self.use_sigmoid = sigmoid
         self.eps = boxes.AREA_EPS if eps is _UNSET else float(eps)
         self.check_finite = check_finite
+        self.release_weighting = bool(release_weighting)
 
     @property
     def loss(self) -> jaxloss.Loss:
@@ -127,7 +139,9 @@ class SearchedLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         label = f"{self.name}: " if self.name else ""
-        return f"{label}{self.formula!r}, branch={self.branch}, loss_weight={self.loss_weight}"
+        weighting = ", release_weighting=True" if self.release_weighting else ""
+        return (f"{label}{self.formula!r}, branch={self.branch}, loss_weight={self.loss_weight}"
+                f"{weighting}")
 
     # ------------------------------------------------------------------------------------------
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
@@ -140,7 +154,8 @@ class SearchedLoss(torch.nn.Module):
           target: ``cls``: labels [N]; ``cls_binary``: labels [N] (C = background) or [N, C];
             ``reg``: boxes [N, 4].
           weight: per-sample weights [N] (``cls_binary`` also [N, C]; ``reg`` also [N, 4], averaged
-            over the 4 coordinates as GIoULoss does).
+            over the 4 coordinates as GIoULoss does; with ``release_weighting`` a ``reg`` weight
+            is averaged over its last axis, so [N] becomes its mean).
           avg_factor: divide the sum by this instead of the count (``mean`` only).
           reduction_override: ``'none'``, ``'mean'`` or ``'sum'`` for this call.
           iou: [N] detached IoU of each sample's box with its ground truth (classification only).
@@ -159,7 +174,7 @@ class SearchedLoss(torch.nn.Module):
                 w = weight.unsqueeze(1) if pred.dim() == weight.dim() + 1 else weight
                 return (pred * w).sum()
             per_sample = self._reg(pred, target)
-            if weight is not None and weight.dim() > 1:
+            if weight is not None and (weight.dim() > 1 or self.release_weighting):
                 weight = weight.mean(-1)
         elif self.branch == "cls":
             per_sample = self._cls(pred, target, iou)
