@@ -245,7 +245,8 @@ def _first_line(text: str) -> str:
 
 def make_executor(d: DetectorSettings):
     threads = max(1, (os.cpu_count() or 1) // d.workers)
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # a worker importing JAX leaves torch the GPU
     if d.executor == "ray":
         return RayExecutor(address=d.ray_address, num_gpus=1 if _has_gpu() else 0)
     gpus = list(range(_gpu_count())) or None
@@ -452,7 +453,8 @@ class ProxyStage(DetectorStage):
 
 
 def detector_stages(settings: dict, run_dir, log) -> list[Stage]:
-    """The entry point: [D_verify stage, proxy stage] for a search with these settings."""
+    """The entry point: [D_verify stage, proxy stage] for a search with these settings; the proxy
+    stage alone with ``verify`` off (an ablation)."""
     d = DetectorSettings.from_search(settings)
     check_detector_config(d)
     run_dir = Path(run_dir)
@@ -463,4 +465,6 @@ def detector_stages(settings: dict, run_dir, log) -> list[Stage]:
     cache = ResultCache(run_dir / "detector_results.jsonl")
     executor = make_executor(d)
     common = (d, data, run_dir, cache, executor, log)
+    if settings.get("verify", True) is False:
+        return [ProxyStage(*common)]
     return [VerifyStage(*common), ProxyStage(*common)]

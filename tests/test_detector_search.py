@@ -8,7 +8,6 @@ formulas) so that these tests exercise the stages, the executors and the bookkee
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 
 from jaxloss.search import Settings, run_search
 from jaxloss.search.settings import validate
+from tests.processes import python_env
 
 FAKE = dict(branch="cls_binary", population=150, generations=3, top_k=4, verify_k=8, capacity=24,
             seed=3, verify_iters=5, train_timeout=4.0, workers=2,
@@ -61,7 +61,8 @@ def test_faulty_trainings_are_marked_failed_and_the_search_goes_on(faulty_run):
             assert r["attempts"] == [r["reason"]] * 2, r
         else:
             assert "attempts" not in r, r
-    retried = [rec for rec in records if any("attempts" in d for d in rec.get("details", {}).values())]
+    retried = [rec for rec in records
+               if any("attempts" in d for d in rec.get("details", {}).values())]
     assert retried and all(rec["reason"] in ("timeout", "crashed") for rec in retried)
 
 
@@ -189,14 +190,6 @@ FLAKY = dict(FAKE, population=120, top_k=3, verify_k=6, train_timeout=60.0,
              detector_task="tests.faults:flaky_training")
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax"))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-    return env
-
-
 def _comparable(report: dict) -> dict:
     """A report without what differs between two runs of the same search: time and run folder."""
     out = {k: v for k, v in report.items() if k != "seconds"}
@@ -215,7 +208,7 @@ def test_killed_worker_then_sigterm_then_resume_gives_the_undisturbed_report(tmp
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "jaxloss.search", "--config", str(config),
                              "--out", str(run)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
+                            stderr=subprocess.STDOUT, text=True, env=python_env(), cwd=ROOT)
     seen, in_generation_2 = [], False
     deadline = time.time() + 600
     for line in proc.stdout:
@@ -237,7 +230,8 @@ def test_killed_worker_then_sigterm_then_resume_gives_the_undisturbed_report(tmp
     results = [json.loads(l) for l in (run / "detector_results.jsonl").read_text().splitlines()]
     assert all(r["reason"] is None for r in results)  # the interrupt is no candidate's failure
     resumed = subprocess.run([sys.executable, "-m", "jaxloss.search", "--resume", str(run)],
-                             capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+                             capture_output=True, text=True, env=python_env(), cwd=ROOT,
+                             timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "after generation 1" in resumed.stdout
     result = json.loads((run / "report.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from jaxloss.search import Settings, SettingsError, run_search
 from jaxloss.search.cli import main as cli_main
 from jaxloss.search.settings import validate
 from jaxloss.variation import MUTATIONS, offspring
+from tests.processes import python_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,14 +109,6 @@ SMALL = dict(branch="reg", population=120, generations=3, parents=16, capacity=1
              detector=False)
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax"))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-    return env
-
-
 def _search_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "jaxloss.search", "--branch", "reg", "--population", "120",
             "--generations", "3", "--parents", "16", "--capacity", "16", "--seed", "7",
@@ -128,7 +120,7 @@ def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_result(tmp_p
                            log=lambda *a, **k: None)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_search_command(killed), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
+                            stderr=subprocess.STDOUT, text=True, env=python_env(), cwd=ROOT)
     seen = []
     deadline = time.time() + 600
     for line in proc.stdout:
@@ -142,7 +134,8 @@ def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_result(tmp_p
     assert proc.returncode == -signal.SIGKILL, "".join(seen)
     assert not (killed / "report.json").exists()
     resumed = subprocess.run([sys.executable, "-m", "jaxloss.search", "--resume", str(killed)],
-                             capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+                             capture_output=True, text=True, env=python_env(), cwd=ROOT,
+                             timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming" in resumed.stdout and "after generation 1" in resumed.stdout
     result = json.loads((killed / "report.json").read_text())
@@ -260,3 +253,16 @@ def test_a_resume_with_no_usable_checkpoint_stops_and_changes_nothing(tmp_path, 
     assert cli_main(["--resume", str(out)]) == 2
     assert "holds results but there is no checkpoint" in capsys.readouterr().err
     assert (out / "candidates.jsonl").read_text() == log_before
+
+
+def test_the_report_does_not_wait_for_sympy_on_a_hard_formula():
+    from jaxloss.search import report
+
+    # sympy.simplify runs for minutes on this constant subtree of S-curves and logarithms
+    hard = ("sqrt(softplus(cos(gd(alf(tanh(log(softplus(cos(-3))))))))) "
+            "+ relu(tanh(log(softplus(cos(-3)))))")
+    start = time.perf_counter()
+    d = report.describe(hard, "cls_binary")
+    assert time.perf_counter() - start < report.SIMPLIFY_SECONDS + 10
+    assert "did not simplify it within" in d["sympy"] and d["latex"]
+    assert report.describe("x * 1 + (y - y)", "cls_binary")["sympy"] == "x"

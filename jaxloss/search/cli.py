@@ -24,7 +24,7 @@ examples:
   python -m jaxloss.search --no-detector --branch cls_binary --population 2000 --generations 5
   python -m jaxloss.search --branch reg --initial "1 - i/u + (e - u)/e" --out runs/reg
   python -m jaxloss.search --resume runs/reg
-  python -m jaxloss.search --out runs/reg --restart     (start runs/reg over; its old files are kept)
+  python -m jaxloss.search --out runs/reg --restart   (start runs/reg over; old files kept)
   python -m jaxloss.search --config search.toml     (same names as the flags, e.g. population = 500)
 
 output (RUN_DIR): report.md, report.json, fitness.png, candidates.jsonl (every candidate and its
@@ -87,12 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the mini optimization simulation (ablation)")
     p.add_argument("--no-detector", dest="detector", action="store_false", default=None,
                    help="JAX stages only: no detector training")
+    p.add_argument("--no-verify", dest="verify", action="store_false", default=None,
+                   help="skip the D_verify simulation: the best K by simulation score go "
+                        "straight to the proxy task (ablation)")
     p.add_argument("--archive-size", type=int, metavar="A",
                    help=f"best distinct losses kept across generations (default {d.archive_size})")
     p.add_argument("--final-k", type=int, metavar="N",
                    help="after the last generation, measure the N best losses and L_I again with "
                         "--final-seeds seeds the search never used: the search's result, with "
-                        f"mean ± std and the paired difference to L_I (default {d.final_k}; 0: off)")
+                        "mean ± std and the paired difference to L_I (default "
+                        f"{d.final_k}; 0: off)")
     p.add_argument("--final-seeds", type=int, metavar="S",
                    help=f"fresh seeds of that final measurement (default {d.final_seeds})")
     p.add_argument("--tune-constants", type=int, metavar="N",

@@ -20,17 +20,51 @@ def mmdet_line(formula: str, branch: str) -> str:
             f"formula='{formula}', loss_weight=1.0)")
 
 
+class _OutOfTime(BaseException):
+    """Raised by the timer signal into sympy (a BaseException: sympy's ``except Exception``
+    clauses must not swallow it)."""
+
+
+SIMPLIFY_SECONDS = 5.0
+"""Time sympy may spend simplifying one loss for the report: on some nested forms (e.g. a constant
+subtree of S-curves and logarithms) ``sympy.simplify`` runs for minutes."""
+
+
 def describe(formula: str, branch: str) -> dict:
     """Formula, simplified sympy, LaTeX and the MMDetection config line of a loss."""
+    loss = Loss(parse_graph(formula, branch, None), branch)
+    return {"formula": formula, "prefix": loss.prefix(), "sympy": _simplified(loss.sympy()),
+            "latex": loss.latex(), "mmdet": mmdet_line(formula, branch), "nodes": loss.size}
+
+
+def _simplified(expression, seconds: float = SIMPLIFY_SECONDS) -> str:
+    """``sympy.simplify`` within ``seconds`` (a timer signal interrupts it; only possible in the
+    main thread, elsewhere the expression is shown as it is); what could not be simplified in
+    time is shown as it is, with a note."""
+    import signal
+    import threading
+
     import sympy as sp
 
-    loss = Loss(parse_graph(formula, branch, None), branch)
+    if threading.current_thread() is not threading.main_thread():
+        return f"{expression}  (not simplified: report written outside the main thread)"
+
+    def stop(signum, frame):
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    # every 0.5 s after the limit, again: sympy catches Exception in places, so the interrupt is
+    # a BaseException, and one that lands in an except clause of sympy's is raised again
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
     try:
-        simplified = str(sp.simplify(loss.sympy()))
+        return str(sp.simplify(expression))
+    except _OutOfTime:
+        return f"{expression}  (sympy did not simplify it within {seconds:g} s)"
     except Exception:  # noqa: BLE001 - sympy may give up on exotic forms; say so
-        simplified = "(sympy could not simplify this formula)"
-    return {"formula": formula, "prefix": loss.prefix(), "sympy": simplified,
-            "latex": loss.latex(), "mmdet": mmdet_line(formula, branch), "nodes": loss.size}
+        return f"{expression}  (sympy could not simplify it)"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def write(run_dir: Path, document: dict, scatter: list[tuple[int, dict]]) -> dict:

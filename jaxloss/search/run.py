@@ -73,8 +73,8 @@ class Search:
             detector = load_detector_stages(settings.to_json(), self.dir, log)
             # Algorithm 1's two cuts: the best verify_k by simulation score are trained on
             # D_verify, the best top_k of those by D_verify AP go to the proxy task
-            cuts = [TopKStage(settings.verify_k, name="verify_k")] + [
-                TopKStage(settings.top_k, name="top_k")] * (len(detector) - 1)
+            cuts = [TopKStage(settings.verify_k, name="verify_k")] * (len(detector) - 1) + [
+                TopKStage(settings.top_k, name="top_k")]
             for cut, stage in zip(cuts, detector):
                 self.stages += [cut, stage]
         scoring = [st for st in self.stages if st.scores]

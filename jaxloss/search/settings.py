@@ -45,6 +45,7 @@ class Settings:
     property_checks: bool = True
     simulation: bool = True
     detector: bool = True
+    verify: bool = True
     archive_size: int = 20
     final_k: int = 3
     final_seeds: int = 3
