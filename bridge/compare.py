@@ -50,7 +50,6 @@ import argparse
 import difflib
 import hashlib
 import json
-import math
 import os
 import re
 import statistics
@@ -61,11 +60,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from jaxloss.errors import FormulaError, InputError
+from jaxloss.stats import CONFIDENCE, paired_interval, t_quantile  # noqa: F401 - re-exported
 
 MACHINE_REASONS = ("timeout", "crashed", "no_start", "out_of_memory")
 """Outcomes that say nothing about the loss: retried, and never kept as a final result."""
 DEFAULT_TASK = "bridge.search_stages:train_candidate"
-CONFIDENCE = 0.95
 _NAME = re.compile(r"^[A-Za-z][\w.+-]*$")
 
 
@@ -389,28 +388,6 @@ def run_trainings(protocol: Protocol, candidates: Sequence[Candidate], seeds: Se
 # ----------------------------------------------------------------------------------------------
 # statistics and the table
 # ----------------------------------------------------------------------------------------------
-
-def t_quantile(q: float, df: int) -> float:
-    """The q-quantile of Student's t distribution with ``df`` degrees of freedom."""
-    from scipy.stats import t
-
-    return float(t.ppf(q, df))
-
-
-def paired_interval(a: Sequence[float], b: Sequence[float], level: float = CONFIDENCE) -> dict:
-    """Mean of the paired differences a - b and its ``level`` interval (Student's t, n - 1 degrees
-    of freedom: mean ± t · sd / √n). ``ci`` is None with fewer than 2 pairs."""
-    diffs = [x - y for x, y in zip(a, b)]
-    n = len(diffs)
-    if n == 0:
-        return {"mean": None, "std": None, "n": 0, "ci": None}
-    mean = statistics.fmean(diffs)
-    if n < 2:
-        return {"mean": mean, "std": None, "n": 1, "ci": None}
-    sd = statistics.stdev(diffs)
-    half = t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "std": sd, "n": n, "ci": [mean - half, mean + half]}
-
 
 def summarize(candidates: Sequence[Candidate], seeds: Sequence[int], entries: dict) -> dict:
     """Per loss: per-seed mAPs (None where a training failed or is missing, with its reason), n,
