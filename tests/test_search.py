@@ -226,7 +226,14 @@ def test_a_run_folder_is_never_overwritten_and_restart_keeps_the_old_run(tmp_pat
                      "--parents", "16", "--capacity", "16", "--seed", "7", "--no-detector",
                      "--out", str(out)])
     assert code == 2 and "holds a search already" in capsys.readouterr().err
-    run_search(settings, log=lambda *a, **k: None, restart=True)
+    # start over as a user does, in a process of its own (orbax's and tensorstore's state of
+    # the first run's checkpoint folder stays in this one)
+    restarted = subprocess.run(_search_command(out)[:-2] + ["--generations", "1", "--out",
+                                                            str(out), "--restart"],
+                               capture_output=True, text=True, env=python_env(), cwd=ROOT,
+                               timeout=600)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "--restart: the previous run's files are in" in restarted.stdout
     previous = list(out.glob("previous-*"))
     assert len(previous) == 1 and (previous[0] / "candidates.jsonl").read_text() == before
     assert (out / "candidates.jsonl").read_text() == before  # same seed, same run
