@@ -242,7 +242,7 @@ def test_a_run_folder_is_never_overwritten_and_restart_keeps_the_old_run(tmp_pat
     assert "does not go with --resume" in capsys.readouterr().err
 
 
-def test_a_resume_with_no_usable_checkpoint_stops_and_changes_nothing(tmp_path, capsys):
+def test_a_resume_with_no_usable_checkpoint_stops_and_changes_nothing(tmp_path):
     out = tmp_path / "run"
     settings = validate(Settings(out=str(out), **dict(SMALL, generations=2)))
     run_search(settings, log=lambda *a, **k: None)
@@ -250,15 +250,22 @@ def test_a_resume_with_no_usable_checkpoint_stops_and_changes_nothing(tmp_path, 
     for f in (out / "checkpoints").rglob("*"):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(b"\0" * 7)
-    code = cli_main(["--resume", str(out)])
-    err = capsys.readouterr().err
-    assert code == 2 and "no checkpoint in" in err and "restores" in err, err
+
+    def resume():  # in a process of its own, as a user's (tensorstore keeps state per folder)
+        return subprocess.run([sys.executable, "-m", "jaxloss.search", "--resume", str(out)],
+                              capture_output=True, text=True, env=python_env(), cwd=ROOT,
+                              timeout=600)
+
+    first = resume()
+    err = first.stderr
+    assert first.returncode == 2 and "no checkpoint in" in err and "restores" in err, err
     assert "Nothing was changed" in err and "Traceback" not in err
     assert (out / "candidates.jsonl").read_text() == log_before
     assert len(list((out / "checkpoints-unusable").iterdir())) == 3  # kept, not deleted
     # a second try finds no checkpoint but a log: still an error, still nothing changed
-    assert cli_main(["--resume", str(out)]) == 2
-    assert "holds results but there is no checkpoint" in capsys.readouterr().err
+    second = resume()
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "holds results but there is no checkpoint" in second.stderr
     assert (out / "candidates.jsonl").read_text() == log_before
 
 
