@@ -135,7 +135,7 @@ class Search:
         return state, key
 
     # -- generation 0: the initial loss ----------------------------------------------------
-    def measure_initial(self, state) -> tuple[object, dict, list]:
+    def measure_initial(self) -> tuple[object, dict, list]:
         """Measure L_I with every scoring stage, as a candidate is measured; its fitness makes it
         the first parent (the other parent slots stay empty).
 
@@ -376,7 +376,7 @@ class Search:
         started = time.perf_counter()
         with _stop_on_sigterm():
             if "initial" not in document:
-                state, document["initial"], record = self.measure_initial(state)
+                state, document["initial"], record = self.measure_initial()
                 _append_log(self.dir / "candidates.jsonl", [record])
                 document["stage_states"] = self._stage_states()
                 checkpoint.save(self.dir, 0, self._arrays(state, key), document)
