@@ -17,7 +17,7 @@ in-search mAP, the best loss's fresh-seed mAP (mean ± std) and its difference t
 seeds with a 95% Student-t interval. The paper's claim to compare with (Table 5): CSE-Autoloss
 reaches its best with 50 proxy evaluations where vanilla evolution needs 5,000.
 
-Usage: python -m benchmarks.discovery [--quick] [--json] [--seed 0] [--workers 1]
+Usage: python -m benchmarks.discovery [--quick] [--json] [--seed 0] [--workers W]
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def main(argv=None) -> int:
                         help=f"a smaller budget ({QUICK}) instead of {FULL}")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--seed", type=int, default=0, help="the searches' seed (default 0)")
-    parser.add_argument("--workers", type=int, default=1, help="trainings at once (default 1)")
+    parser.add_argument("--workers", type=int,
+                        help="trainings at once (default: the search's, one per core up to 4)")
     parser.add_argument("--strategies", default="cse,vanilla,random",
                         help="comma-separated subset of cse, vanilla, random")
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")

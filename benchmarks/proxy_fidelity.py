@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S")
     p.add_argument("--iters", type=int, default=None,
                    help="training iterations instead of the proxy task's (another protocol)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int,
+                   help="trainings at once (default: the search's, one per core up to 4)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per training")
     p.add_argument("--out", default="runs/proxy_fidelity")
     p.add_argument("--task", default=None, help="training function (default: the search's)")

@@ -309,7 +309,7 @@ def _duration(seconds: float) -> str:
 
 
 def run_trainings(protocol: Protocol, candidates: Sequence[Candidate], seeds: Sequence[int],
-                  out: "str | Path", *, workers: int = 1, executor: str = "local",
+                  out: "str | Path", *, workers: int | None = None, executor: str = "local",
                   retries: int = 1, log: Callable[[str], None] = print) -> dict:
     """Train every (candidate, seed) not in ``out/trainings.jsonl``; returns
     ``{(name, seed): entry}`` for every pair (None for a pair the machine failed every try).
@@ -333,6 +333,10 @@ def run_trainings(protocol: Protocol, candidates: Sequence[Candidate], seeds: Se
         f"{total} training(s) to run")
     if not distinct:
         return entries
+    if workers is None:  # as the search: one per GPU, else one 1-thread training per core (<= 4)
+        from bridge.executor import default_workers, visible_gpus
+
+        workers = default_workers(None, visible_gpus())
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     tasks = {}
     for key, (name, seed) in distinct.items():
@@ -466,7 +470,7 @@ def format_table(table: dict, seeds: Sequence[int]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def compare(protocol: Protocol, candidates: Sequence[Candidate], seeds: Sequence[int],
-            out: "str | Path", *, workers: int = 1, executor: str = "local", retries: int = 1,
+            out: "str | Path", *, workers: int | None = None, executor: str = "local", retries: int = 1,
             log: Callable[[str], None] = print) -> dict:
     """Train every loss × seed (what ``out`` does not hold yet), write ``out/compare.json`` and
     return its content: ``protocol``, ``seeds``, ``losses`` (:func:`summarize`, per-seed keys as
@@ -564,7 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("running")
     r.add_argument("--out", metavar="DIR",
                    help="results folder, reused by a rerun (default runs/compare-<config>-<branch>)")
-    r.add_argument("--workers", type=int, default=1, metavar="W", help="trainings at once")
+    r.add_argument("--workers", type=int, metavar="W",
+                   help="trainings at once (default: one per GPU; on a CPU machine one "
+                        "single-threaded training per core, at most 4)")
     r.add_argument("--executor", choices=["local", "ray"], default="local")
     r.add_argument("--timeout", type=float, metavar="S",
                    help=f"seconds before a training is killed (default {d.train_timeout:g})")
@@ -629,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(_formulas_as_values(argv, parser))
     log = lambda message: print(message, flush=True)  # noqa: E731
     try:
-        if args.workers < 1:
+        if args.workers is not None and args.workers < 1:
             raise CompareError(f"--workers {args.workers}: at least 1")
         if args.retries < 0:
             raise CompareError(f"--retries {args.retries}: 0 or more")

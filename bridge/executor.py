@@ -21,29 +21,61 @@ None                  the function returned; ``result`` is its return value
 Executors:
 
 * :class:`LocalExecutor` — a pool of ``workers`` persistent worker processes (``spawn``: a fresh
-  interpreter, nothing inherited but the environment), each optionally pinned to one GPU
-  (``CUDA_VISIBLE_DEVICES``). A worker that times out or dies is replaced; the others go on.
-* :class:`RayExecutor` — Ray tasks with ``num_gpus`` each, so trainings spread over every GPU of a
-  Ray cluster (``address``: ``"auto"``, ``"ray://host:10001"``, or None for a local instance).
+  interpreter, nothing inherited but the environment), each optionally pinned to its own GPUs
+  (``CUDA_VISIBLE_DEVICES``: one GPU, or a group of ``gpus_per_worker`` for a training that spans
+  several). A worker that times out or dies is replaced; the others go on.
+* :class:`RayExecutor` — Ray tasks with ``gpus_per_task`` GPUs each (Ray sets each task's
+  ``CUDA_VISIBLE_DEVICES``), so trainings spread over every GPU of a Ray cluster (``address``:
+  ``"auto"``, ``"ray://host:10001"``, or None for a local instance).
 
 A task's time limit counts from the moment its worker starts running it, never the time a fresh
 worker spends starting its interpreter and importing torch (seconds on a busy 2-core machine,
-more on a cold cluster node): a worker tells the executor when it begins a task. A Ray task runs
-its work through a one-worker :class:`LocalExecutor` on the node it lands on, so it gets the same
-isolation and the same limits; the driver only gives up on a Ray task that has not finished
-``startup_timeout_s`` after its own limit (a node that never starts it).
+more on a cold cluster node), nor the time a Ray task waits in the cluster's queue: a worker tells
+the executor when it begins a task, and a Ray task tells the driver when it starts on its node (a
+small Ray actor the driver polls). A Ray task runs its work through a one-worker
+:class:`LocalExecutor` on the node it lands on, so it gets the same isolation and the same limits;
+the driver only gives up on a Ray task that has not returned ``startup_timeout_s + backstop_s``
+after its own limit, counted from its start (a node that hangs); a task still waiting for a node
+is never cancelled for waiting.
+
+Process trees. Every worker leads its own process group, and everything its task starts (the
+ranks of a multi-GPU training, data-loader processes, any subprocess) stays in it: a timeout, a
+crash or a cancel kills the whole group (``os.killpg``), never only the worker. Two watchers cover
+the cases in which nobody is left to do that: a thread of the worker kills the group when the
+worker's parent dies (the search killed by SIGKILL, a Ray worker force-cancelled), and a small
+guardian process forked into the group kills it when the worker itself dies (Ray's force cancel
+kills a task's direct children only, which would leave their children running).
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Callable, Sequence
+
+
+WATCH_S = 0.5
+"""How often (seconds) a worker and its guardian look whether their parent is still there."""
+
+
+class CrashedError(RuntimeError):
+    """A process of the task died without an exception (a signal, ``os._exit``): the machine's
+    failure, not the loss's. Raised by a task that runs its work in other processes (the ranks of
+    a multi-GPU training), so that the executor reports ``crashed`` as it does for a worker that
+    dies."""
+
+
+class ExecutorSetupError(RuntimeError):
+    """The executor cannot run as asked on this machine or cluster (e.g. GPUs asked for where there
+    are none); the message says what is missing and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +116,8 @@ def resolve(function: str) -> Callable:
 def classify(err: BaseException) -> str:
     """The outcome reason of an exception raised by a task."""
     name = type(err).__name__
+    if isinstance(err, CrashedError):
+        return "crashed"
     if name == "NonFiniteLossError":
         return "nonfinite"
     if name == "ExplodingLossError":
@@ -134,12 +168,40 @@ def run_task_logged(function: str, kwargs: dict, log_path: str | None):
 STARTED = "started"  # a worker's word that it has begun the task it was sent
 
 
-def _worker_main(conn, env: dict) -> None:
-    import signal
+def _start_guardian() -> None:
+    """Fork a guardian into this worker's process group (the worker leads it): once the worker
+    is gone, for whatever reason, the guardian kills the group, itself included. It keeps no file
+    descriptor open (the executor sees the worker's pipe close and its sentinel fire at once)."""
+    worker = os.getpid()
+    if os.fork():
+        return
+    try:  # the guardian: nothing but this loop, and no Python-level cleanup on the way out
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        while os.getppid() == worker:
+            time.sleep(WATCH_S)
+        os.killpg(worker, signal.SIGKILL)
+    finally:
+        os._exit(0)
 
+
+def _watch_parent(parent: int) -> None:
+    """A worker's thread: when the process that started the worker dies (the search killed, a
+    Ray worker force-cancelled), kill this worker's process group: nobody else will."""
+    while os.getppid() == parent:  # a dead parent's children are adopted at once, reaped or not
+        time.sleep(WATCH_S)
+    os.killpg(0, signal.SIGKILL)
+
+
+def _worker_main(conn, env: dict) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the search (which ends its workers
     # and records nothing in flight) decides, not a worker that would report its task as failed
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # this worker leads a process group of its own: whatever its task starts stays in it, and a
+    # kill of the group (timeout, crash, cancel) ends the whole tree
+    os.setpgid(0, 0)
+    _start_guardian()
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True,
+                     name="watch-parent").start()
     os.environ.update(env)
     while True:
         try:
@@ -167,10 +229,23 @@ class _Worker:
         self.started: float | None = None  # when the worker said it began the task
 
     def kill(self) -> None:
+        """Kill the worker and everything it started (its process group)."""
+        kill_group(self.process.pid)
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=10)
         self.conn.close()
+
+
+def kill_group(pid: int | None) -> None:
+    """SIGKILL the process group led by ``pid`` (a worker), if there is one. A worker that died
+    before it made its group leaves none (``ProcessLookupError``): then there is nothing to kill."""
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class LocalExecutor:
@@ -178,28 +253,52 @@ class LocalExecutor:
 
     Args:
       workers: how many tasks run at once.
-      gpus: optional list of GPU ids; worker k sees only ``gpus[k % len(gpus)]``.
+      gpus: optional list of GPU ids (as ``CUDA_VISIBLE_DEVICES`` names them), cut into groups of
+        ``gpus_per_worker`` consecutive ids; worker k sees only group ``k % groups``.
+      gpus_per_worker: GPUs each worker sees (a training spanning several GPUs).
       env: extra environment variables for the workers (e.g. thread counts).
       startup_timeout_s: how long a worker may take to start a task it was sent (a fresh
         interpreter importing torch); past it the task ends as ``no_start``.
+      poll_s: the longest the executor waits before it looks at its workers again (None: until
+        the next result or deadline). A Ray task needs it: Ray's cancel raises KeyboardInterrupt
+        only when Python code runs, not inside a wait of hours.
     """
 
-    def __init__(self, workers: int = 1, gpus: Sequence[int] | None = None,
-                 env: dict | None = None, startup_timeout_s: float = 300.0):
+    def __init__(self, workers: int = 1, gpus: Sequence[int | str] | None = None,
+                 env: dict | None = None, startup_timeout_s: float = 300.0,
+                 gpus_per_worker: int = 1, poll_s: float | None = None):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if gpus_per_worker < 1:
+            raise ValueError(f"gpus_per_worker must be >= 1, got {gpus_per_worker}")
         self.startup_timeout_s = float(startup_timeout_s)
+        self.poll_s = poll_s
         self.ctx = mp.get_context("spawn")
         self.workers_wanted = workers
-        self.gpus = list(gpus or [])
+        self.gpus = [str(g) for g in (gpus or [])]
+        if self.gpus and len(self.gpus) < gpus_per_worker:
+            raise ValueError(f"{gpus_per_worker} GPUs per worker, but only {len(self.gpus)} GPU "
+                             f"ids given ({','.join(self.gpus)})")
+        self.gpu_groups = [self.gpus[i:i + gpus_per_worker]
+                           for i in range(0, len(self.gpus) - gpus_per_worker + 1,
+                                          gpus_per_worker)]
         self.env = dict(env or {})
         self.pool: list[_Worker] = []
 
     def _env_for(self, slot: int) -> dict:
         env = dict(self.env)
-        if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(self.gpus[slot % len(self.gpus)])
+        if self.gpu_groups:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpu_groups[slot % len(self.gpu_groups)])
         return env
+
+    def describe(self) -> str:
+        """One line for the search's log: workers and the GPUs each sees."""
+        n = self.workers_wanted
+        if not self.gpu_groups:
+            return f"{n} local worker(s) on CPU (no GPU assigned)"
+        seen = " | ".join(",".join(self.gpu_groups[k % len(self.gpu_groups)]) for k in range(n))
+        return (f"{n} local worker(s), {len(self.gpu_groups[0])} GPU(s) each "
+                f"(CUDA_VISIBLE_DEVICES {seen})")
 
     def _spawn(self, slot: int) -> _Worker:
         return _Worker(self.ctx, self._env_for(slot))
@@ -254,8 +353,10 @@ class LocalExecutor:
                         worker.conn.send(message)
                     worker.task, worker.sent, worker.started = index, time.monotonic(), None
             busy = [w for w in self.pool if w.task is not None]
-            wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
-                 timeout=max(0.0, min(map(deadline_of, busy)) - time.monotonic()))
+            timeout = max(0.0, min(map(deadline_of, busy)) - time.monotonic())
+            if self.poll_s is not None:
+                timeout = min(timeout, self.poll_s)
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout)
             now = time.monotonic()
             for slot, worker in enumerate(self.pool):
                 if worker.task is None:
@@ -328,9 +429,145 @@ class LocalExecutor:
         self.close()
 
 
-def _ray_run(task: Task, startup_timeout_s: float) -> Outcome:
-    """A Ray task: ``task`` in a worker process of this node, with its time limit."""
-    with LocalExecutor(workers=1, startup_timeout_s=startup_timeout_s) as executor:
+def visible_gpus() -> list[str]:
+    """The GPUs this process may hand to its workers, as ``CUDA_VISIBLE_DEVICES`` names them: the
+    entries of this process's own ``CUDA_VISIBLE_DEVICES`` when it is set (a search limited to
+    GPUs 4-7 gives its workers 4-7, not 0-3), else ``0 .. count-1``. Empty without CUDA."""
+    import torch
+
+    count = torch.cuda.device_count()
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g.strip() for g in given.split(",") if g.strip()][:count]
+    return [str(i) for i in range(count)]
+
+
+CPU_WORKERS_MAX = 4
+"""Default local workers on a machine without GPUs: one single-threaded training per core, at most
+this many (the proxy task trains K = 4 candidates per generation by default). Measured on the
+2-core CPU machine: two 1-thread trainings at once finish in about the time one 2-thread training
+takes (75 s against 70 s for 1,200 FCOS steps), 1.9x the throughput."""
+
+
+def default_workers(gpus_per_training: int | None, gpus: Sequence[str],
+                    cpus: int | None = None) -> int:
+    """Local trainings at once when ``--workers`` is not given: one per GPU, or per group of
+    ``gpus_per_training`` GPUs, where there are GPUs; else one per core, at most
+    :data:`CPU_WORKERS_MAX` (``cpus`` defaults to ``os.cpu_count()``)."""
+    if gpus:
+        return max(1, len(gpus) // int(gpus_per_training or 1))
+    return max(1, min(CPU_WORKERS_MAX, cpus or os.cpu_count() or 1))
+
+
+def local_gpu_plan(workers: int, gpus_per_training: int | None,
+                   gpus: Sequence[str]) -> tuple[list[str], int]:
+    """The GPU ids and the GPUs per worker of a :class:`LocalExecutor` with ``workers`` workers
+    on a machine showing ``gpus``.
+
+    ``gpus_per_training`` None: one GPU per worker where there are GPUs (workers beyond the GPU
+    count share them, round robin), CPU trainings where there are none. A number N: each worker
+    gets N GPUs of its own; the machine must show at least ``workers`` x N.
+
+    Raises:
+      ExecutorSetupError: N GPUs asked for where there are none or too few; says how to fix it.
+    """
+    if gpus_per_training is None:
+        return list(gpus), 1
+    n = int(gpus_per_training)
+    if not gpus:
+        raise ExecutorSetupError(
+            f"{n} GPU(s) per training asked for, but this machine shows no GPU (torch sees no CUDA "
+            f"device; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): run on a "
+            "machine with GPUs, or leave --gpus-per-training out to train on CPU")
+    if workers * n > len(gpus):
+        raise ExecutorSetupError(
+            f"{workers} worker(s) x {n} GPU(s) per training need {workers * n} GPUs, but this "
+            f"machine shows {len(gpus)} ({','.join(gpus)}): lower --workers to "
+            f"{max(1, len(gpus) // n)}" + (f" or --gpus-per-training to {len(gpus)}"
+                                           if len(gpus) < n else ""))
+    return list(gpus), n
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray
+# ----------------------------------------------------------------------------------------------
+
+def ray_gpu_plan(gpus_per_task: int | None, cluster: dict, nodes: Sequence[dict]) -> int:
+    """The ``num_gpus`` of every Ray task, from the settings and the cluster's resources (never
+    the driver's own hardware: a head node without GPUs drives GPU workers fine).
+
+    Args:
+      gpus_per_task: None (one GPU per task where the cluster has GPUs, CPU tasks where it has
+        none) or N >= 1 (N GPUs of one node per task).
+      cluster: ``ray.cluster_resources()``; nodes: ``ray.nodes()`` (their ``Resources`` and
+        ``Alive``).
+
+    Raises:
+      ExecutorSetupError: GPUs asked for but the cluster has none, or no node has N of them (a
+        task would wait forever); says how to fix it.
+    """
+    total = float(cluster.get("GPU", 0))
+    if gpus_per_task is None:
+        return 1 if total >= 1 else 0
+    n = int(gpus_per_task)
+    if total < 1:
+        raise ExecutorSetupError(
+            f"{n} GPU(s) per training asked for, but the Ray cluster declares no GPU "
+            f"(ray.cluster_resources(): {dict(cluster)}): start its nodes with GPUs (ray start "
+            "... --num-gpus G on each GPU node), or leave --gpus-per-training out to train on CPU")
+    per_node = [float(node.get("Resources", {}).get("GPU", 0)) for node in nodes
+                if node.get("Alive", True)]
+    if max(per_node, default=0.0) < n:
+        raise ExecutorSetupError(
+            f"{n} GPUs per training asked for, but no node of the Ray cluster has that many (GPUs "
+            f"per node: {sorted(per_node, reverse=True)}; a training spans the GPUs of one node): "
+            f"lower --gpus-per-training to {int(max(per_node, default=0))}, or add nodes with {n}")
+    return n
+
+
+BOARD_TIMEOUT_S = 300.0
+"""How long a Ray task or the driver waits for the start board (an actor: a fresh worker process
+on a busy cluster) before that is an error."""
+
+
+class _StartBoard:
+    """A Ray actor (no CPU of its own) where tasks note that they started on their node, so that
+    the driver counts their time limit from then, not from their submission."""
+
+    def __init__(self):
+        self.started: set[str] = set()
+
+    def start(self, token: str) -> None:
+        self.started.add(token)
+
+    def since(self, run: str) -> list[str]:
+        """The tokens of run ``run`` that have started."""
+        return [t for t in self.started if t.partition(":")[0] == run]
+
+    def forget(self, run: str) -> None:
+        self.started = {t for t in self.started if t.partition(":")[0] != run}
+
+
+def _ray_run(task: Task, startup_timeout_s: float, board, token: str, num_gpus: int,
+             env: dict, poll_s: float) -> Outcome:
+    """A Ray task: ``task`` in a worker process of this node, with its time limit.
+
+    The worker sees exactly the GPUs Ray gave this task (``CUDA_VISIBLE_DEVICES``, none for a CPU
+    task); the board hears that the task started before the worker is spawned. A cancel
+    (KeyboardInterrupt from ``ray.cancel``) kills the worker's process group on the way out."""
+    import ray
+
+    env = dict(env)
+    if num_gpus:
+        ids = [str(i) for i in ray.get_gpu_ids()]
+        if len(ids) != num_gpus:
+            raise RuntimeError(f"Ray gave this task GPUs {ids}, but it asked for {num_gpus}")
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # no GPU was reserved for it: take none another task holds
+    ray.get(board.start.remote(token), timeout=BOARD_TIMEOUT_S)
+    with LocalExecutor(workers=1, env=env, startup_timeout_s=startup_timeout_s,
+                       poll_s=poll_s) as executor:
         return executor.map([task])[0]
 
 
@@ -339,65 +576,148 @@ class RayExecutor:
 
     Args:
       address: Ray cluster address; None starts (or joins) a local instance.
-      num_gpus, num_cpus: resources each task asks for.
+      gpus_per_task: GPUs of one node per task (see :func:`ray_gpu_plan`; None: one where the
+        cluster has GPUs, none where it has none).
+      num_cpus: CPUs each task reserves (for Ray's scheduling; a training may use more threads).
+      env: extra environment variables for the workers the tasks start.
       init_kwargs: extra arguments for ``ray.init`` (e.g. ``num_cpus`` of a local instance).
-      startup_timeout_s: how long a task may wait for a node and a worker before its own time
-        limit starts counting.
+      startup_timeout_s: how long a task's worker may take to start on its node.
+      backstop_s: how long after a started task's limit (and its worker's start-up allowance)
+        the driver waits for its outcome before it cancels it itself (a node that hangs).
+      cancel_grace_s: after a cancel (KeyboardInterrupt in the task, which then kills its
+        worker's process group), how long before the driver force-kills the task's Ray worker.
+      poll_s: how often (seconds) the driver asks which tasks have started.
+
+    Raises:
+      ExecutorSetupError: GPUs asked for that the cluster does not have (before anything is
+        submitted).
     """
 
-    def __init__(self, address: str | None = None, num_gpus: float = 0, num_cpus: float = 1,
-                 init_kwargs: dict | None = None, startup_timeout_s: float = 300.0):
+    def __init__(self, address: str | None = None, gpus_per_task: int | None = None,
+                 num_cpus: float = 1, env: dict | None = None, init_kwargs: dict | None = None,
+                 startup_timeout_s: float = 300.0, backstop_s: float = 60.0,
+                 cancel_grace_s: float = 10.0, poll_s: float = 1.0):
         try:
             import ray
         except ImportError as err:  # pragma: no cover - ray is pinned in requirements
             raise RuntimeError("the ray executor needs the 'ray' package (pip install ray)") from err
         self.ray = ray
         self.startup_timeout_s = float(startup_timeout_s)
+        self.backstop_s = float(backstop_s)
+        self.cancel_grace_s = float(cancel_grace_s)
+        self.poll_s = float(poll_s)
+        self.env = dict(env or {})
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
                      **(init_kwargs or {}))
-        self.remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0)(_ray_run)
+        self.cluster = ray.cluster_resources()
+        self.num_gpus = ray_gpu_plan(gpus_per_task, self.cluster, ray.nodes())
+        self.remote = ray.remote(num_gpus=self.num_gpus, num_cpus=num_cpus,
+                                 max_retries=0)(_ray_run)
+        self.board = None
+        self.runs = itertools.count()
+
+    def describe(self) -> str:
+        """One line for the search's log: what each task gets, what the cluster has."""
+        each = f"{self.num_gpus} GPU(s) each" if self.num_gpus else "on CPU (no GPU in the cluster)"
+        return (f"Ray tasks, {each}; cluster: {self.cluster.get('GPU', 0):g} GPU(s), "
+                f"{self.cluster.get('CPU', 0):g} CPU(s)")
+
+    def _board(self):
+        if self.board is None:
+            self.board = self.ray.remote(num_cpus=0)(_StartBoard).remote()
+        return self.board
 
     def map(self, tasks: Sequence[Task], on_done=None) -> list[Outcome]:
+        """Run every task; outcomes in task order (as :meth:`LocalExecutor.map`).
+
+        An exception (KeyboardInterrupt, an error in ``on_done``) cancels the tasks in flight,
+        whose outcomes are then never reported, and propagates."""
+        board = self._board()
+        run = str(next(self.runs))
+        refs = {self.remote.remote(t, self.startup_timeout_s, board, f"{run}:{i}", self.num_gpus,
+                                   self.env, self.poll_s): i for i, t in enumerate(tasks)}
+        waiting = list(refs)
+        try:
+            return self._map(tasks, on_done, board, run, refs, waiting)
+        except BaseException:
+            self._cancel(waiting)
+            raise
+        finally:
+            board.forget.remote(run)
+
+    def _map(self, tasks, on_done, board, run, refs, waiting) -> list[Outcome]:
         ray = self.ray
-        refs = {self.remote.remote(t, self.startup_timeout_s): i for i, t in enumerate(tasks)}
-        submitted = {ref: time.monotonic() for ref in refs}
+        started: dict = {}  # ref -> when the driver first saw it started (time.monotonic())
+        token = {ref: f"{run}:{i}" for ref, i in refs.items()}
 
         def give_up_at(ref) -> float:
-            return submitted[ref] + tasks[refs[ref]].timeout_s + 2 * self.startup_timeout_s
+            return (started[ref] + self.startup_timeout_s + tasks[refs[ref]].timeout_s
+                    + self.backstop_s)
 
         outcomes: list[Outcome | None] = [None] * len(tasks)
-        waiting = list(refs)
+
+        def finish(ref, outcome: Outcome) -> None:
+            outcomes[refs[ref]] = outcome
+            waiting.remove(ref)
+            if on_done:
+                on_done(outcome)
+
         while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1,
-                                     timeout=max(0.01, min(map(give_up_at, waiting))
-                                                 - time.monotonic()))
+            deadlines = [give_up_at(r) for r in waiting if r in started]
+            # poll the board while a task has not been seen starting; else sleep to a deadline
+            timeout = self.poll_s if any(r not in started for r in waiting) else None
+            if deadlines:
+                soonest = max(0.01, min(deadlines) - time.monotonic())
+                timeout = soonest if timeout is None else min(timeout, soonest)
+            done, _ = ray.wait(list(waiting), num_returns=1, timeout=timeout)
+            if done:  # and whatever else is ready by now
+                done, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
             now = time.monotonic()
+            if any(r not in started for r in waiting):
+                seen = set(ray.get(board.since.remote(run), timeout=BOARD_TIMEOUT_S))
+                for ref in waiting:
+                    if ref not in started and token[ref] in seen:
+                        started[ref] = now
             for ref in done:
                 i = refs[ref]
                 try:
-                    outcomes[i] = ray.get(ref)
+                    outcome = ray.get(ref)
                 except Exception as err:  # noqa: BLE001 - the Ray worker itself died
-                    outcomes[i] = Outcome(tasks[i].key, None, "crashed",
-                                          f"{type(err).__name__}: {err}", now - submitted[ref])
-                if on_done:
-                    on_done(outcomes[i])
-            for ref in list(waiting):
+                    outcome = Outcome(tasks[i].key, None, "crashed",
+                                      f"{type(err).__name__}: {err}",
+                                      now - started.get(ref, now))
+                finish(ref, outcome)
+            for ref in [r for r in waiting if r in started and now >= give_up_at(r)]:
                 i = refs[ref]
-                if now >= give_up_at(ref):
-                    ray.cancel(ref, force=True)
-                    waiting.remove(ref)
-                    outcomes[i] = Outcome(tasks[i].key, None, "no_start",
-                                          f"Ray did not finish it within "
-                                          f"{now - submitted[ref]:.0f} s of its submission (its "
-                                          f"limit is {tasks[i].timeout_s:g} s once started); "
-                                          "the task was cancelled", 0.0)
-                    if on_done:
-                        on_done(outcomes[i])
+                self._cancel([ref])
+                finish(ref, Outcome(tasks[i].key, None, "timeout",
+                                    f"the Ray task did not return within {now - started[ref]:.0f} "
+                                    f"s of its start on its node (its limit is "
+                                    f"{tasks[i].timeout_s:g} s, plus {self.startup_timeout_s:g} s "
+                                    f"for its worker to start and {self.backstop_s:g} s); it was "
+                                    "cancelled", now - started[ref]))
         return outcomes  # type: ignore[return-value]
 
+    def _cancel(self, refs) -> None:
+        """Cancel tasks: a queued one is dropped; a running one gets a KeyboardInterrupt, on which
+        its executor kills its worker's process group; one that has not ended after
+        ``cancel_grace_s`` is force-killed (its Ray worker dies, and its worker's guardian kills
+        the group)."""
+        ray = self.ray
+        refs = list(refs)
+        if not refs:
+            return
+        for ref in refs:
+            ray.cancel(ref, force=False)
+        _, rest = ray.wait(refs, num_returns=len(refs), timeout=self.cancel_grace_s)
+        for ref in rest:
+            ray.cancel(ref, force=True)
+
     def close(self) -> None:
-        pass
+        if self.board is not None:
+            self.ray.kill(self.board)
+            self.board = None
 
     def __enter__(self):
         return self

@@ -56,8 +56,8 @@ class EmbeddedSpec:
       seed: every random choice flows from it.
     """
 
-    num_train: int = 32
-    num_val: int = 16
+    num_train: int = 256
+    num_val: int = 64
     image_size: int = 160
     max_objects: int = 5
     seed: int = 0

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=int, metavar="N",
                    help=f"candidates per generation (default {d.population:,}; the paper used "
                         "10,000 for classification, 1,000 for regression)")
-    p.add_argument("--generations", type=int, metavar="E", help=f"generations (default {d.generations})")
+    p.add_argument("--generations", type=int, metavar="E", help="generations (default 3 with the detector stages, 5 without)")
     p.add_argument("--parents", type=int, metavar="P",
                    help="P: the best measured losses kept as parents of the next generation (this "
                         "generation's and the previous parents: a (mu + lambda) selection); only "
@@ -123,11 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--proxy-val", type=int, metavar="N",
                    help="training images held out as the proxy validation split (default: "
                         "10,000 as the paper, at most a quarter of the training set)")
-    g.add_argument("--batch-size", type=int, metavar="B", help="training batch size (default: the config's)")
+    g.add_argument("--batch-size", type=int, metavar="B",
+                   help="training batch size, per GPU (default: the config's)")
     g.add_argument("--executor", choices=["local", "ray"],
                    help="where trainings run: local worker processes (default) or Ray tasks")
     g.add_argument("--workers", type=int, metavar="W",
-                   help="local trainings at once (default 1; one per GPU on a GPU machine)")
+                   help="local trainings at once (default: one per GPU, or per group of "
+                        "--gpus-per-training GPUs, on a GPU machine; one single-threaded training "
+                        "per core, at most 4, on a CPU machine)")
+    g.add_argument("--gpus-per-training", type=int, metavar="N",
+                   help="GPUs of one machine (or Ray node) each training spans, one rank process "
+                        "each (MMEngine's distributed launcher); --batch-size is per GPU and a "
+                        "config with auto_scale_lr scales its lr to N x --batch-size (default: one "
+                        "GPU per training where there are GPUs, CPU trainings where there are "
+                        "none)")
     g.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to join (e.g. auto or ray://head:10001; default: a local instance)")
     g.add_argument("--train-timeout", type=float, metavar="S",

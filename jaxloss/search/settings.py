@@ -14,6 +14,10 @@ from jaxloss.library import INITIAL_LOSS, LIBRARY
 from jaxloss.parse import parse_graph
 
 STRATEGIES = ("cse", "vanilla", "random")
+DETECTOR_GENERATIONS = 3
+"""Default generations with the detector stages: with 1,200-step proxy trainings, 3 generations,
+L_I and the final fresh-seed re-measurement keep the default search within 20 minutes on the
+2-core CPU machine (5 would take about 28)."""
 
 
 class SettingsError(InputError):
@@ -31,7 +35,7 @@ class Settings:
 
     branch: str = "cls_binary"
     population: int = 2000
-    generations: int = 5
+    generations: int | None = None  # None: 3 with the detector stages, else 5
     parents: int | None = None
     top_k: int = 4
     verify_k: int | None = None
@@ -62,7 +66,8 @@ class Settings:
     proxy_val: int | None = None
     batch_size: int | None = None
     executor: str = "local"
-    workers: int = 1
+    workers: int | None = None  # None: one per GPU (group), else one per core, at most 4
+    gpus_per_training: int | None = None  # GPUs of one node per training (None: 1, or CPU)
     ray_address: str | None = None
     train_timeout: float = 1800.0
     explode_factor: float = 1000.0
@@ -97,10 +102,13 @@ def validate(s: Settings) -> Settings:
     paper's P <= K (only the top-K of a generation get a proxy fitness, and only measured
     candidates are parents); without them a tenth of the population, 2 to 100. ``verify_k`` is
     3 K (the candidates trained on D_verify, of which the best K by D_verify AP go on).
+    ``generations`` is :data:`DETECTOR_GENERATIONS` with the detector stages, else 5.
     """
     if s.parents is None and isinstance(s.population, int) and isinstance(s.top_k, int):
         parents = s.top_k if s.detector else min(100, max(2, s.population // 10))
         s = dataclasses.replace(s, parents=min(parents, s.population))
+    if s.generations is None:
+        s = dataclasses.replace(s, generations=DETECTOR_GENERATIONS if s.detector else 5)
     if s.verify_k is None and isinstance(s.top_k, int):
         s = dataclasses.replace(s, verify_k=3 * s.top_k)
     def need(cond, name, what):
@@ -143,7 +151,14 @@ def validate(s: Settings) -> Settings:
     need(isinstance(s.tune_generations, int) and s.tune_generations >= 1, "tune_generations",
          "a whole number >= 1")
     need(s.executor in ("local", "ray"), "executor", "local or ray")
-    need(isinstance(s.workers, int) and s.workers >= 1, "workers", "a whole number >= 1")
+    need(s.workers is None or (isinstance(s.workers, int) and not isinstance(s.workers, bool)
+                               and s.workers >= 1), "workers", "a whole number >= 1")
+    need(s.gpus_per_training is None or (isinstance(s.gpus_per_training, int)
+                                         and not isinstance(s.gpus_per_training, bool)
+                                         and s.gpus_per_training >= 1), "gpus_per_training",
+         "a whole number >= 1: the GPUs of one node each training spans (e.g. 8, for the paper's "
+         "8 GPUs x 2 images); leave it out for one GPU per training where there are GPUs and CPU "
+         "trainings where there are none")
     need(isinstance(s.verify_iters, int) and s.verify_iters >= 1, "verify_iters",
          "a whole number >= 1")
     need(isinstance(s.verify_min_images, int) and s.verify_min_images >= 1, "verify_min_images",

