@@ -30,3 +30,29 @@ def evaluate_one(loss: Loss, dtype=np.float32, **inputs) -> np.ndarray:
         if per_class_flags(loss.graph, loss.branch)[-1]:
             return out.sum(-1, dtype=dtype)
         return out[:, 0]
+
+
+def jax_function(loss: Loss):
+    """The per-sample values [N] of one loss as a plain JAX function of its inputs (a dict of
+    arrays as :func:`evaluate_one` takes them: ``x`` [N, K] or [N], the others [N]), the graph
+    walked with the engine's operator table, for ``jax.grad`` / ``jax.vjp``: the reference the torch
+    module's gradients are compared with."""
+    import jax.numpy as jnp
+
+    from jaxloss import ops
+    from jaxloss.namespaces import JAX
+
+    spec = branches.get(loss.branch)
+    per_class_root = per_class_flags(loss.graph, loss.branch)[-1]
+
+    def f(inputs):
+        like = inputs["x"] if spec.class_axis else inputs[spec.inputs[0]][:, None]
+        leaves = {ops.code(n): jnp.broadcast_to(inputs[n][:, None] if inputs[n].ndim == 1
+                                                else inputs[n], like.shape) for n in spec.inputs}
+        for code, value in ops.CONSTANTS.items():
+            leaves[code] = jnp.full(like.shape, value, like.dtype)
+        out = walk(loss.graph, lambda index, code: leaves[code], JAX)
+        return (JAX.sum_last(out) if per_class_root else out)[:, 0]
+
+    return f
+

@@ -12,7 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 cd "$root"
-python="$root/.venv/bin/python"
+python="${JAXLOSS_VENV:-$root/.venv}/bin/python"
 for arg in "$@"; do
   if [[ "$arg" == tests* && -e "${arg%%::*}" ]]; then
     exec "$python" -m pytest "$@"

@@ -34,9 +34,9 @@ import torch
 import bridge
 import jaxloss
 from jaxloss import LIBRARY, engine, ops
-from jaxloss.branches import BRANCHES, per_class_flags
+from jaxloss.branches import BRANCHES
 from jaxloss.inputs import leaf_table
-from jaxloss.namespaces import JAX, NUMPY
+from jaxloss.namespaces import NUMPY
 from tests.conftest import make_inputs
 
 N = 64
@@ -62,24 +62,9 @@ of each library's conventions. The validity check rejects such formulas anyway."
 def jax_loss_function(loss: jaxloss.Loss):
     """A plain JAX function of the inputs giving the per-sample values [N], from the loss graph
     and the operator table (as the engine computes each node), for jax.grad."""
-    spec = BRANCHES[loss.branch]
-    per_class_root = per_class_flags(loss.graph, loss.branch)[-1]
+    from jaxloss.reference import jax_function
 
-    def f(inputs):
-        like = inputs["x"] if spec.class_axis else inputs[spec.inputs[0]][:, None]
-        leaves = {ops.code(n): jnp.broadcast_to(inputs[n][:, None] if inputs[n].ndim == 1
-                                                else inputs[n], like.shape) for n in spec.inputs}
-        for code, value in ops.CONSTANTS.items():
-            leaves[code] = jnp.full(like.shape, value, like.dtype)
-        vals = []
-        for code, a, b in loss.graph:
-            op = ops.OPS[code]
-            vals.append(leaves[code] if op.arity == 0 else
-                        op.fn(JAX, vals[a]) if op.arity == 1 else op.fn(JAX, vals[a], vals[b]))
-        out = vals[-1]
-        return (JAX.sum_last(out) if per_class_root else out)[:, 0]
-
-    return f
+    return jax_function(loss)
 
 
 def jax_values_and_gradients(loss, inputs: dict):
