@@ -44,7 +44,7 @@ from bridge.executor import (ExecutorSetupError, LocalExecutor, Outcome, RayExec
                              default_workers, local_gpu_plan, visible_gpus)
 from jaxloss.genome import Population
 from jaxloss.search.settings import SettingsError
-from jaxloss.search.stages import Stage, StageOutcome
+from jaxloss.search.stages import Stage, StageOutcome, function_identity
 
 DEFAULT_CONFIG = {"cls": "faster-rcnn_r18-tiny", "cls_binary": "fcos_r18-tiny",
                   "reg": "fcos_r18-tiny"}
@@ -383,12 +383,9 @@ class DetectorStage(Stage):
         # One training per function: candidates with the same simulation fingerprint compute the
         # same loss (written differently), and the top-k cuts already count them once; the first
         # of each group by index is trained and the others take its result.
-        prints = context.get("fingerprints", {})
         first: dict = {}
-        trained = {}
-        for i in sorted(losses):
-            ident = prints.get(i) or losses[i].key
-            trained[i] = first.setdefault(ident, losses[i])
+        trained = {i: first.setdefault(function_identity(pop, i, context), losses[i])
+                   for i in sorted(losses)}
         formulas = {l.key: str(l) for l in first.values()}
         entries = self.train(formulas)
         entry = [entries[trained[int(i)].key] for i in indices]

@@ -157,6 +157,12 @@ class SimulationStage(Stage):
                         axis=1).astype(np.float32)
 
 
+def function_identity(pop, index: int, context: dict):
+    """What identifies the function candidate ``index`` computes: its simulation fingerprint when
+    the simulation ran on it (differently written copies share it), else its structural key."""
+    return context.get("fingerprints", {}).get(int(index)) or pop[int(index)].key
+
+
 class TopKStage(Stage):
     """Keeps the ``k`` best *distinct* candidates by their latest score for the expensive stages
     after it: candidates that compute the same function (same fingerprint in the simulation, else
@@ -174,8 +180,7 @@ class TopKStage(Stage):
 
     def run(self, pop, indices, context):
         latest = context["score"][indices]
-        prints = context.get("fingerprints", {})
-        identity = [prints.get(int(i)) or pop[int(i)].key for i in indices]
+        identity = [function_identity(pop, i, context) for i in indices]
         order = np.lexsort((indices, -np.nan_to_num(latest, nan=-np.inf)))
         chosen: list = []
         for j in order:
