@@ -1,6 +1,6 @@
-"""Throughput of ``jaxloss.evaluate`` against evaluating the same candidates one by one in PyTorch.
+"""Throughput of ``jaxloss.engine.evaluate`` against evaluating the same candidates one by one in PyTorch.
 
-Workload: random 16-node candidates of the ``cls_binary`` branch (``jaxloss.sample`` with
+Workload: random 16-node candidates of the ``cls_binary`` branch (``jaxloss.genome.sample`` with
 min_nodes = max_nodes = 16, seed 0), each evaluated on the same 2,048 detection-like points
 (logits ~ N(0, 3²), labels in {0, 1}, IoUs uniform in [0, 1]). Values only (no gradients, no checks:
 ``benchmarks/filter_throughput.py`` times the full checks).
@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from benchmarks.common import best_time, machine, raw_elementwise_rate
-from jaxloss.devices import use_cpu_cores
+from jaxloss.engine.devices import use_cpu_cores
 
 
 def workload(candidates: int, points: int, seed: int = 0):

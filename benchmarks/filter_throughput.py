@@ -1,6 +1,6 @@
 """Throughput of the convergence-property filters, by engine, and the funnel on random candidates.
 
-Workload (fixed): random 16-node candidates of the ``cls_binary`` branch (``jaxloss.sample``,
+Workload (fixed): random 16-node candidates of the ``cls_binary`` branch (``jaxloss.genome.sample``,
 min_nodes = max_nodes = 16, seed 0) and the full checks of ``jaxloss.check`` on the branch's 2,048
 check points (values and dL/dx at every point; validity, monotonicity on the positive and negative
 sweeps, flatness, gradient convergence). Engines, side by side in one process:
@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from benchmarks.common import machine, raw_elementwise_rate
-from jaxloss.devices import use_cpu_cores
+from jaxloss.engine.devices import use_cpu_cores
 
 BRANCH = "cls_binary"
 
@@ -47,7 +47,7 @@ def _operator_nodes(pop) -> np.ndarray:
 
 def run_jaxloss(pop, screen: bool) -> dict:
     import jaxloss
-    from jaxloss.checks import SCREEN_STRIDE, _prepare
+    from jaxloss.filters.checks import SCREEN_STRIDE, _prepare
 
     start = time.perf_counter()
     jaxloss.check(pop, screen=screen)  # compile
@@ -72,7 +72,7 @@ def run_torch(pop, limit: int) -> dict:
     import torch
 
     from benchmarks.torch_eager import EagerLoss
-    from jaxloss.checks import grid_inputs, verdict_from_values
+    from jaxloss.filters.checks import grid_inputs, verdict_from_values
 
     inputs, _ = grid_inputs(BRANCH)
     x0 = torch.from_numpy(inputs["x"])
@@ -96,8 +96,8 @@ def run_torch(pop, limit: int) -> dict:
 
 def _jax_function(loss):
     """A plain JAX function of (x, y, w) traced from the loss graph (no batching)."""
-    from jaxloss import ops
-    from jaxloss.namespaces import JAX
+    from jaxloss.engine.namespaces import JAX
+    from jaxloss.space import ops
 
     def f(x, y, w):
         leaves = {ops.code("x"): x, ops.code("y"): y, ops.code("w"): w}
@@ -119,7 +119,7 @@ def run_jax_jit(pop, limit: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from jaxloss.checks import grid_inputs, verdict_from_values
+    from jaxloss.filters.checks import grid_inputs, verdict_from_values
 
     inputs, _ = grid_inputs(BRANCH)
     x, y, w = (jnp.asarray(inputs[k]) for k in "xyw")
@@ -139,8 +139,8 @@ def run_jax_jit(pop, limit: int) -> dict:
 
 
 def run_numpy(pop, limit: int) -> dict:
-    from jaxloss.checks import grid_inputs, verdict_from_values
-    from jaxloss.reference import evaluate_one
+    from jaxloss.engine.reference import evaluate_one
+    from jaxloss.filters.checks import grid_inputs, verdict_from_values
 
     inputs, _ = grid_inputs(BRANCH)
     h = 1e-3
@@ -160,7 +160,7 @@ def run_numpy(pop, limit: int) -> dict:
 
 def run_funnel(n: int) -> dict:
     import jaxloss
-    from jaxloss.funnel import funnel
+    from jaxloss.filters.funnel import funnel
 
     start = time.perf_counter()
     pop = jaxloss.sample(BRANCH, n, seed=1, max_nodes=16, min_nodes=3)
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
 
 
 def _print(r: dict) -> None:
-    from jaxloss.funnel import format_funnel
+    from jaxloss.filters.funnel import format_funnel
 
     w = r["workload"]
     print(f"workload: random 16-node {w['branch']} candidates ({w['operator_nodes_mean']:.1f} "

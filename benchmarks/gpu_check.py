@@ -191,7 +191,7 @@ def _inputs(branch: str, n: int, seed: int) -> dict:
 
 def _jax_loss(loss):
     """The per-sample values [N] of ``loss`` as a plain JAX function of its inputs, for jax.grad."""
-    from jaxloss.reference import jax_function
+    from jaxloss.engine.reference import jax_function
 
     return jax_function(loss)
 

@@ -3,7 +3,7 @@ operators, one candidate at a time, as a straightforward DEAP + PyTorch implemen
 
 Plain ``torch.abs`` / ``torch.clamp`` (not ``bridge``'s tie-exact versions, which cost extra
 kernels to match JAX's derivatives at exact ties), torch's own vectorised ``sin``, ``cos`` and
-``atan`` (not the polynomials of ``jaxloss.trig``, several kernels each in eager mode), and no
+``atan`` (not the polynomials of ``jaxloss.engine.trig``, several kernels each in eager mode), and no
 input checking: the fastest honest
 eager evaluation, so that the speed-ups measured against it are not inflated.
 """
@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import torch
 
 from bridge.namespace import TORCH
-from jaxloss import branches, ops
-from jaxloss.branches import per_class_flags
+from jaxloss.space import branches, ops
+from jaxloss.space.branches import per_class_flags
 
 PLAIN = SimpleNamespace(**dict(vars(TORCH), abs=torch.abs,
                                minimum=lambda a, bound: torch.clamp(a, max=bound),

@@ -26,8 +26,8 @@ LOSSES = ("FLI", "CSE-Autoloss-B_cls", "GIoU", "CSE-Autoloss-A_reg")
 
 
 def measure(name: str, generations: int, tune_draws: tuple, held_out: int) -> dict:
-    from jaxloss.library import LIBRARY
-    from jaxloss.tune import simulation_scores, tune_constants
+    from jaxloss.evolution.tune import simulation_scores, tune_constants
+    from jaxloss.space.library import LIBRARY
 
     loss = LIBRARY[name]
     start = time.perf_counter()

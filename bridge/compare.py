@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from jaxloss.errors import FormulaError, InputError
-from jaxloss.stats import CONFIDENCE, paired_interval, t_quantile  # noqa: F401 - re-exported
+from jaxloss.search.stats import CONFIDENCE, paired_interval, t_quantile  # noqa: F401 - re-exported
 
 MACHINE_REASONS = ("timeout", "crashed", "no_start", "out_of_memory")
 """Outcomes that say nothing about the loss: retried, and never kept as a final result."""
@@ -91,8 +91,8 @@ def resolve_loss(text: str, branch: str, flag: str = "--loss") -> Candidate:
       CompareError: an unknown name, a formula that does not parse, or a loss of another branch;
         one line naming ``flag`` and the text.
     """
-    from jaxloss.library import LIBRARY
-    from jaxloss.loss import Loss
+    from jaxloss.space.library import LIBRARY
+    from jaxloss.space.loss import Loss
 
     label, formula = None, text.strip()
     head, sep, tail = formula.partition("=")
@@ -173,8 +173,12 @@ def make_protocol(branch: str, out: "str | Path", *, config: str | None = None,
       CompareError: a config that does not exist, does not load, or has no head for ``branch``;
         a data set that cannot be read; a bad split size or iteration count.
     """
-    from bridge.search_stages import (DetectorSettings, ProxyStage, check_detector_config,
-                                      prepare_search_data)
+    from bridge.search_stages import (
+        DetectorSettings,
+        ProxyStage,
+        check_detector_config,
+        prepare_search_data,
+    )
     from jaxloss.search.settings import Settings, SettingsError
 
     defaults = Settings()
@@ -583,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _choose_branch(args) -> tuple[str, list[str], str]:
     """(branch, loss texts, flag) from the flags; raises CompareError."""
-    from jaxloss.library import LIBRARY
+    from jaxloss.space.library import LIBRARY
 
     if args.loss_cls and args.loss_reg:
         raise CompareError("give --loss-cls or --loss-reg, not both: a comparison varies one loss "

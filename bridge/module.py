@@ -5,23 +5,23 @@ from __future__ import annotations
 import torch
 
 import jaxloss
-from jaxloss import branches, ops
-from jaxloss.branches import per_class_flags
 from bridge.namespace import TORCH
-from jaxloss.walk import walk
+from jaxloss.engine.walk import walk
+from jaxloss.space import branches, ops
+from jaxloss.space.branches import per_class_flags
 
 
 class LossModule(torch.nn.Module):
     """Per-sample values of one jaxloss loss, computed from its graph with torch operators.
 
-    Inputs as in ``jaxloss.evaluate``: ``cls``: x [N, K], y [N, K], w [N]; ``cls_binary``: x, y, w
+    Inputs as in ``jaxloss.engine.evaluate``: ``cls``: x [N, K], y [N, K], w [N]; ``cls_binary``: x, y, w
     [N]; ``reg``: i, u, e [N]. Returns [N] in the inputs' dtype and on their device (CPU or CUDA),
     differentiable in every input. The graph is walked node by node with the same operator table
-    and guards as the JAX engine (:mod:`jaxloss.ops`, :mod:`jaxloss.guards`); no text is ever
+    and guards as the JAX engine (:mod:`jaxloss.space.ops`, :mod:`jaxloss.space.guards`); no text is ever
     evaluated.
 
     ``constants``: real values for the loss's whole-number constants, one per use, in the order
-    of :func:`jaxloss.tune.unshare_constants` (what ``--tune-constants`` reports as ``values``).
+    of :func:`jaxloss.space.graph.unshare_constants` (what ``--tune-constants`` reports as ``values``).
 
     Attributes:
       loss: the :class:`jaxloss.Loss` it computes (with whole-number constants).
@@ -37,7 +37,7 @@ class LossModule(torch.nn.Module):
         self.constants = None
         self._overrides: dict[int, float] = {}
         if constants is not None:
-            from jaxloss.tune import unshare_constants
+            from jaxloss.space.graph import unshare_constants
 
             nodes, slots, start = unshare_constants(loss.graph)
             if len(constants) != len(slots):
@@ -53,7 +53,7 @@ class LossModule(torch.nn.Module):
 
     def extra_repr(self) -> str:
         if self.constants is not None:
-            from jaxloss.printing import to_text
+            from jaxloss.space.printing import to_text
 
             return f"{self.loss.branch}: {to_text(self.graph, self._overrides)}"
         return f"{self.loss.branch}: {self.loss}"
@@ -101,17 +101,17 @@ class LossModule(torch.nn.Module):
 
 def to_torch(loss: "jaxloss.Loss | jaxloss.Population | str", branch: str | None = None
              ) -> LossModule:
-    """A ``torch.nn.Module`` computing exactly what ``jaxloss.evaluate`` computes for ``loss``.
+    """A ``torch.nn.Module`` computing exactly what ``jaxloss.engine.evaluate`` computes for ``loss``.
 
     Args:
       loss: a :class:`jaxloss.Loss`; a :class:`jaxloss.Population` of one genome; the name of a
         library loss (``"CSE-Autoloss-A_cls"``); formula text (then ``branch`` is needed); or a
-        :class:`jaxloss.tune.TunedLoss` (its real-valued constants included).
+        :class:`jaxloss.evolution.tune.TunedLoss` (its real-valued constants included).
       branch: the branch of formula text; checked against the loss's own branch otherwise.
 
     The module is built from the loss graph (the genome's nodes), never by evaluating text.
     """
-    from jaxloss.tune import TunedLoss
+    from jaxloss.evolution.tune import TunedLoss
 
     if isinstance(loss, TunedLoss):
         if branch is not None and branches.get(branch).name != loss.branch:

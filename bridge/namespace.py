@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from jaxloss.namespaces import with_trig
+from jaxloss.engine.namespaces import with_trig
 
 
 def _sequential_last(combine, a: torch.Tensor) -> torch.Tensor:

@@ -40,9 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.executor import (ExecutorSetupError, LocalExecutor, Outcome, RayExecutor, Task,
-                             default_workers, local_gpu_plan, visible_gpus)
-from jaxloss.genome import Population
+from bridge.executor import (
+    ExecutorSetupError,
+    LocalExecutor,
+    Outcome,
+    RayExecutor,
+    Task,
+    default_workers,
+    local_gpu_plan,
+    visible_gpus,
+)
+from jaxloss.genome.population import Population
 from jaxloss.search.settings import SettingsError
 from jaxloss.search.stages import Stage, StageOutcome, function_identity
 
@@ -88,7 +96,7 @@ class DetectorSettings:
 
     @classmethod
     def from_search(cls, s: dict) -> "DetectorSettings":
-        from jaxloss.library import INITIAL_LOSS, LIBRARY
+        from jaxloss.space.library import INITIAL_LOSS, LIBRARY
 
         return cls(
             branch=s["branch"], config=s.get("detector_config") or DEFAULT_CONFIG[s["branch"]],

@@ -20,20 +20,20 @@ The public API (see ../README.md):
 The engine never imports torch; the PyTorch side lives in the ``bridge`` package.
 """
 
-from jaxloss.branches import BRANCHES, Branch
-from jaxloss.checks import REASONS, Verdict, Verdicts, check
-from jaxloss.devices import use_cpu_cores
+from jaxloss.engine.devices import use_cpu_cores
+from jaxloss.engine.evaluate import as_population, evaluate
 from jaxloss.errors import FormulaError
-from jaxloss.evaluate import as_population, evaluate
-from jaxloss.genome import Population
-from jaxloss.guards import GUARDS
-from jaxloss.library import INITIAL_LOSS, LIBRARY, RELEASE_FORMS
-from jaxloss.funnel import funnel
-from jaxloss.loss import Loss
-from jaxloss.minisim import simulate
-from jaxloss.parse import DEFAULT_MAX_NODES
-from jaxloss.sample import sample
-from jaxloss.tune import TunedLoss, tune_constants
+from jaxloss.evolution.tune import TunedLoss, tune_constants
+from jaxloss.filters.checks import REASONS, Verdict, Verdicts, check
+from jaxloss.filters.funnel import funnel
+from jaxloss.filters.minisim import simulate
+from jaxloss.genome.population import Population
+from jaxloss.genome.sample import sample
+from jaxloss.space.branches import BRANCHES, Branch
+from jaxloss.space.guards import GUARDS
+from jaxloss.space.library import INITIAL_LOSS, LIBRARY, RELEASE_FORMS
+from jaxloss.space.loss import Loss
+from jaxloss.space.parse import DEFAULT_MAX_NODES
 
 __version__ = "0.1.0"
 
@@ -60,9 +60,9 @@ def __getattr__(name: str):
     # the strategy imports evosax, which computes with JAX at import: load it on first use so
     # that `import jaxloss` leaves the choice of CPU devices open (jaxloss.use_cpu_cores)
     if name in _STRATEGY:
-        from jaxloss import strategy
+        from jaxloss.evolution import cse
 
-        return getattr(strategy, name)
+        return getattr(cse, name)
     raise AttributeError(f"module 'jaxloss' has no attribute {name!r}")
 
 

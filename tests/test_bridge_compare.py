@@ -13,7 +13,7 @@ import math
 import pytest
 
 from bridge import compare as cmp
-from jaxloss.library import LIBRARY
+from jaxloss.space.library import LIBRARY
 from tests.faults import fake_seeded_training
 
 FAKE = ["--task", "tests.faults:fake_seeded_training"]

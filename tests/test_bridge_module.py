@@ -1,9 +1,9 @@
-"""``bridge.to_torch`` computes what ``jaxloss.evaluate`` computes: values and gradients.
+"""``bridge.to_torch`` computes what ``jaxloss.engine.evaluate`` computes: values and gradients.
 
-JAX references: values from the engine (``jaxloss.evaluate``); gradients from JAX's reverse mode
+JAX references: values from the engine (``jaxloss.engine.evaluate``); gradients from JAX's reverse mode
 (``jax.grad``) of the same graph walked with the same operator table (:func:`jax_loss_function`),
 compared element by element with torch's; for the library losses also the engine's own
-forward-mode derivatives (``engine.evaluate_population(..., leaf_tangents=v)``) along random
+forward-mode derivatives (``batched.evaluate_population(..., leaf_tangents=v)``) along random
 directions v. (Random formulas are not compared with the engine's forward mode: where a node's
 derivative is infinite, e.g. sqrt at 0, forward mode multiplies it by a zero tangent and gets NaN,
 0·∞, while reverse mode, in JAX as in torch, gives the finite partial derivatives.)
@@ -33,10 +33,13 @@ import torch
 
 import bridge
 import jaxloss
-from jaxloss import LIBRARY, engine, ops
-from jaxloss.branches import BRANCHES
-from jaxloss.inputs import leaf_table
-from jaxloss.namespaces import NUMPY
+from jaxloss import LIBRARY
+from jaxloss.engine import batched
+from jaxloss.engine.inputs import leaf_table
+from jaxloss.engine.namespaces import NUMPY
+from jaxloss.genome.population import from_losses
+from jaxloss.space import ops
+from jaxloss.space.branches import BRANCHES
 from tests.conftest import make_inputs
 
 N = 64
@@ -62,7 +65,7 @@ of each library's conventions. The validity check rejects such formulas anyway."
 def jax_loss_function(loss: jaxloss.Loss):
     """A plain JAX function of the inputs giving the per-sample values [N], from the loss graph
     and the operator table (as the engine computes each node), for jax.grad."""
-    from jaxloss.reference import jax_function
+    from jaxloss.engine.reference import jax_function
 
     return jax_function(loss)
 
@@ -83,16 +86,16 @@ def engine_derivatives(pop: jaxloss.Population, inputs: dict, directions: dict) 
     mode, one compiled call per input."""
     spec = BRANCHES[pop.branch]
     leaves = leaf_table(pop.branch, inputs)
-    block = engine.block_size(pop.capacity, leaves.values.shape[1], len(pop))
-    arrays = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
+    block = batched.block_size(pop.capacity, leaves.values.shape[1], len(pop))
+    arrays = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
     out = {}
     for name in spec.inputs:
         along = {n: (directions[n] if n == name else np.zeros_like(inputs[n])) for n in spec.inputs}
         tangent = leaf_table(pop.branch, along).values.copy()
         tangent[len(spec.inputs):] = 0  # the constants 1, 2, 3 do not move
-        _, t = engine.evaluate_population(
+        _, t = batched.evaluate_population(
             *arrays, jnp.asarray(leaves.values), jnp.asarray(tangent), branch_name=pop.branch,
-            chunk=engine.DEFAULT_CHUNK, num_classes=leaves.num_classes, block=block,
+            chunk=batched.DEFAULT_CHUNK, num_classes=leaves.num_classes, block=block,
             reduce=_values_and_tangents, tangent_inputs=(name,))
         out[name] = np.asarray(t[: len(pop)])
     return out
@@ -275,7 +278,7 @@ def test_ties_follow_jax_conventions():
 
 def test_to_torch_accepts_losses_genomes_names_and_text():
     a = bridge.to_torch(LIBRARY["CSE-Autoloss-A_cls"])
-    b = bridge.to_torch(LIBRARY["CSE-Autoloss-A_cls"].population())
+    b = bridge.to_torch(from_losses([LIBRARY["CSE-Autoloss-A_cls"]]))
     c = bridge.to_torch("CSE-Autoloss-A_cls")
     d = bridge.to_torch("Neg(Dot(Mul(Y,Add(1,Sin(Z))),Log(Softmax(X))))", "cls")
     assert a.loss == b.loss == c.loss == d.loss

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss import LIBRARY, check, equivalence
-from jaxloss.checks import REASONS, grid_inputs, verdict_from_values
-from jaxloss.funnel import format_funnel, funnel
-from jaxloss.reference import evaluate_one
+from jaxloss import LIBRARY, check
+from jaxloss.engine.reference import evaluate_one
+from jaxloss.filters import equivalence
+from jaxloss.filters.checks import REASONS, grid_inputs, verdict_from_values
+from jaxloss.filters.funnel import format_funnel, funnel
 from tests.known_losses import BAD, GOOD
 
 
@@ -57,7 +58,7 @@ def test_block_measures_equal_their_numpy_twin_bit_for_bit(branch, stride):
     non-finite entries, huge magnitudes, monotone and wiggly rows."""
     import jax
 
-    from jaxloss.checks import _measures_numpy, _prepare
+    from jaxloss.filters.checks import _measures_numpy, _prepare
 
     prepared = _prepare(branch, stride)
     n = prepared.leaves.shape[1]
@@ -82,7 +83,7 @@ def test_curve_measures_read_scattered_curves_too():
     gather and give the same measures as the same curves laid out consecutively."""
     import jax
 
-    from jaxloss.checks import _curve_measures
+    from jaxloss.filters.checks import _curve_measures
 
     rng = np.random.default_rng(4)
     values = np.cumsum(rng.normal(size=(8, 40)), axis=1).astype(np.float32)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxloss import compile_cache
+from jaxloss.engine import compile_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _PROGRAM = """
 import json, sys
 import jax, jax.numpy as jnp
-from jaxloss.compile_cache import use_compile_cache
+from jaxloss.engine.compile_cache import use_compile_cache
 hits = []
 jax.monitoring.register_event_listener(
     lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss import engine
-from jaxloss.devices import shard_count, use_cpu_cores
+from jaxloss.engine import batched
+from jaxloss.engine.devices import shard_count, use_cpu_cores
 from jaxloss.search.cli import main as cli_main
 from tests.conftest import make_inputs
 
@@ -29,7 +29,7 @@ import sys
 import numpy as np
 import jaxloss
 devices = jaxloss.use_cpu_cores(int(sys.argv[1]))
-from jaxloss.devices import shard_count
+from jaxloss.engine.devices import shard_count
 assert shard_count() == devices, (shard_count(), devices)
 from tests.test_devices import workload
 np.savez(sys.argv[2], **workload())
@@ -68,20 +68,20 @@ def test_two_cpu_devices_give_the_one_device_results_bit_for_bit(tmp_path):
 
 def test_deal_blocks_round_trip_and_order():
     a = np.arange(8 * 3).reshape(8, 3)  # 4 blocks of 2 genomes
-    dealt = engine.deal_blocks(a, blocks=4, shards=2)
+    dealt = batched.deal_blocks(a, blocks=4, shards=2)
     # shard 0 holds blocks 0 and 2, shard 1 blocks 1 and 3
     np.testing.assert_array_equal(dealt[:, 0], [0, 3, 12, 15, 6, 9, 18, 21])
-    np.testing.assert_array_equal(engine.deal_blocks(dealt, blocks=4, shards=2, back=True), a)
+    np.testing.assert_array_equal(batched.deal_blocks(dealt, blocks=4, shards=2, back=True), a)
     np.testing.assert_array_equal(
-        np.asarray(engine.deal_blocks(jnp.asarray(a), blocks=4, shards=2)), dealt)
+        np.asarray(batched.deal_blocks(jnp.asarray(a), blocks=4, shards=2)), dealt)
 
 
 def test_padding_gives_every_device_the_same_number_of_blocks(monkeypatch):
-    monkeypatch.setattr(engine.devices, "shard_count", lambda: 3)
+    monkeypatch.setattr(batched.devices, "shard_count", lambda: 3)
     pop = jaxloss.sample("reg", 10, seed=0, max_nodes=8)
-    op, _, _, size = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block=4)
+    op, _, _, size = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block=4)
     assert len(size) == 3 * 4 * 1  # 3 blocks of 4 would do: one per device
-    op, _, _, size = engine.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block=2)
+    op, _, _, size = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block=2)
     assert len(size) == 3 * 2 * 2  # 5 blocks needed: 2 per device (a power of two)
     assert size[10:].tolist() == [0, 0] and size[:10].tolist() == pop.size.tolist()
 

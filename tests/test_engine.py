@@ -7,13 +7,15 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxloss
-from jaxloss import LIBRARY, evaluate, ops
-from jaxloss.branches import BRANCHES
-from jaxloss.genome import Population, validity_errors
-from jaxloss.reference import evaluate_one
+from jaxloss import LIBRARY, evaluate
+from jaxloss.engine.reference import evaluate_one
+from jaxloss.genome.population import Population, from_losses, validity_errors
+from jaxloss.space import ops
+from jaxloss.space.branches import BRANCHES
 from tests.conftest import make_inputs
 
 N = 128
@@ -122,14 +124,14 @@ def test_bad_inputs_and_genomes_give_clear_errors():
         evaluate(loss, x=np.zeros(3), y=np.zeros(3), w=np.zeros(3))
     with pytest.raises(ValueError, match="different branches"):
         evaluate([LIBRARY["CE"], LIBRARY["GIoU"]], x=np.zeros((3, 2)))
-    pop = LIBRARY["CE"].population(8).numpy()
+    pop = from_losses([LIBRARY["CE"]], 8).numpy()
     pop.lhs[0, 3] = 5  # points forward
     with pytest.raises(ValueError, match="earlier node"):
         evaluate(pop, **make_inputs("cls", 4))
 
 
 def test_validity_errors_codes():
-    good = LIBRARY["GIoU"].population(12).numpy()
+    good = from_losses([LIBRARY["GIoU"]], 12).numpy()
     assert validity_errors(good).tolist() == [0]
     cases = {
         1: lambda p: p.size.__setitem__(0, 13),

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss import LIBRARY, ops, parse
-from jaxloss.branches import BRANCHES
-from jaxloss.genome import concatenate, from_graphs, pad_capacity, validity_errors
+from jaxloss import LIBRARY, parse
+from jaxloss.genome.population import (concatenate, from_graphs, from_losses, pad_capacity,
+                                       validity_errors)
+from jaxloss.space import ops
+from jaxloss.space.branches import BRANCHES
 
 
 @pytest.mark.parametrize("max_nodes, min_nodes", [(16, 16), (24, 3), (1, 1)])
@@ -52,14 +54,14 @@ def test_population_round_trip_through_graphs():
     assert [pop[k].graph for k in range(3)] == [l.graph for l in losses]
     wide = pad_capacity(pop, 24)
     assert wide.capacity == 24 and wide.losses() == losses
-    both = concatenate([pop, LIBRARY["CSE-Autoloss-B_reg"].population()])
+    both = concatenate([pop, from_losses([LIBRARY["CSE-Autoloss-B_reg"]])])
     assert len(both) == 4 and both.capacity == LIBRARY["CSE-Autoloss-B_reg"].size
     with pytest.raises(ValueError, match="capacity"):
         from_graphs([LIBRARY["CSE-Autoloss-B_reg"].graph], "reg", 16)
 
 
 def test_dead_nodes_and_duplicates_are_dropped_when_read_back():
-    pop = parse("exp(x) + exp(x)", "cls_binary").population(8).numpy()
+    pop = from_losses([parse("exp(x) + exp(x)", "cls_binary")], 8).numpy()
     # insert a dead node and a duplicate exp(x) by hand: x, exp(x), sin(x) [dead], exp(x), add
     x, exp, sin, add = (ops.code(n) for n in ("x", "exp", "sin", "add"))
     pop.ops[0, :5] = [x, exp, sin, exp, add]

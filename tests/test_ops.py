@@ -3,7 +3,7 @@ central difference of an independent definition of the operator.
 
 The definitions below (:data:`UNARY`, :data:`BINARY`, :func:`softmax_ref`, :func:`dot_ref`) are
 written afresh in NumPy / SciPy float64 from the operators' meanings (paper §3.1, the release's
-re-scaled S-curves and its guards as ``jaxloss.guards`` lists them), not from ``jaxloss.ops``. Each
+re-scaled S-curves and its guards as ``jaxloss.space.guards`` lists them), not from ``jaxloss.space.ops``. Each
 engine differentiates the operator table as it does in use: JAX by ``jax.jvp`` of the operator's
 function on the JAX namespace (what the engine's forward mode computes for every node), torch by
 autograd of the same function on the bridge's torch namespace (what ``bridge.to_torch`` modules
@@ -15,7 +15,7 @@ gd where its arctan switches, sin and cos at multiples of π/4) and large magnit
 The derivative is compared with a fourth-order central difference whose step is 1e-4 of the
 point's own scale, so that it never straddles a kink (the scale of a guard's pole for log and ÷).
 
-The only exceptions are the documented tie conventions (``jaxloss.guards``), where the derivative
+The only exceptions are the documented tie conventions (``jaxloss.space.guards``), where the derivative
 must be exactly the documented value instead: |a|' = 1 at 0 (the difference gives 0), and the
 slope 1/2 of relu at 0 and of exp's clamp at 88 (there the difference happens to agree).
 """
@@ -34,8 +34,8 @@ import torch
 
 import jaxloss
 from bridge.namespace import TORCH
-from jaxloss import guards, ops
-from jaxloss.namespaces import JAX
+from jaxloss.engine.namespaces import JAX
+from jaxloss.space import guards, ops
 from tests.test_bridge_module import engine_derivatives
 
 SQRT_PI = math.sqrt(math.pi)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import string
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import jaxloss
-from jaxloss import FormulaError, LIBRARY, RELEASE_FORMS, parse
-from jaxloss import ops
+from jaxloss import LIBRARY, RELEASE_FORMS, FormulaError, parse
+from jaxloss.space import ops
 
 
 def test_paper_and_prefix_notation_give_the_same_loss():

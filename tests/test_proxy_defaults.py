@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxloss.genome import from_graphs
-from jaxloss.parse import parse_graph
+from jaxloss.genome.population import from_graphs
 from jaxloss.search.settings import DETECTOR_GENERATIONS, Settings, SettingsError, validate
+from jaxloss.space.parse import parse_graph
 
 
 @pytest.mark.parametrize("gpus, per_training, cpus, expected", [

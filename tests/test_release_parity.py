@@ -15,7 +15,7 @@ float64 (its definitions, exactly) and, on moderate inputs, in float32 (what it 
 our float32 values may differ from float64 only by float32 rounding. Documented differences, each
 asserted to be what it is said to be:
 
-* derivatives at ties (``jaxloss.guards``): |a|'(0) = 1 (release 0), relu'(0) = 1/2 (release 0),
+* derivatives at ties (``jaxloss.space.guards``): |a|'(0) = 1 (release 0), relu'(0) = 1/2 (release 0),
   exp'(88) = e⁸⁸/2 at its clamp (release e⁸⁸);
 * operator sets: the ``reg`` branch is the release's; ``cls`` adds erfc (the paper lists it, the
   release lacks it); ``cls_binary`` adds erfc and drops softmax (there is no class axis for it);
@@ -37,9 +37,11 @@ import torch.nn.functional as F
 import bridge
 import bridge.mmdet  # noqa: F401  (SearchedLoss)
 import jaxloss
-from jaxloss import BRANCHES, ops
+from jaxloss import BRANCHES
 
 # ----------------------------------------------------------------------------------------------
+from jaxloss.space import ops
+
 # The release's operators, rewritten from tools/search_space.py (line numbers of that file)
 # ----------------------------------------------------------------------------------------------
 
@@ -256,7 +258,7 @@ def ours(code: int, *arrays: np.ndarray):
     import jax.numpy as jnp
 
     from bridge.namespace import TORCH
-    from jaxloss.namespaces import JAX
+    from jaxloss.engine.namespaces import JAX
 
     spec = ops.OPS[code]
     xs = [jnp.asarray(a) for a in arrays]
@@ -611,8 +613,9 @@ HEAD_CASES = {
 def test_one_stage_heads_train_with_the_releases_box_loss(case, release):
     """Three SGD steps of a tiny head on fixed features; at every step the head's box loss is the
     release's arithmetic on the same outputs (B_reg, stride units for FCOS)."""
-    import tests.test_bridge_heads as heads
     from mmdet.registry import MODELS
+
+    import tests.test_bridge_heads as heads
 
     cfg_name, extra, reference = HEAD_CASES[case]
     cfg = dict(getattr(heads, cfg_name), **extra)
@@ -641,8 +644,9 @@ def test_one_stage_heads_train_with_the_releases_box_loss(case, release):
 
 def test_release_and_per_sample_weighting_differ_on_a_head_batch():
     """The option matters: on the same outputs the two arithmetics give different box losses."""
-    import tests.test_bridge_heads as heads
     from mmdet.registry import MODELS
+
+    import tests.test_bridge_heads as heads
 
     torch.manual_seed(0)
     head = MODELS.build(dict(heads.FCOS, box_units="stride"))
@@ -659,8 +663,9 @@ def test_release_and_per_sample_weighting_differ_on_a_head_batch():
 def test_atss_box_loss_divides_by_an_iou_sum_below_one(release):
     """Predictions shifted off their targets (IoU ≈ 1e-7, their sum ≪ 1): the release divides by
     the IoU sum all the same (mmdet's ATSSHead would divide by 1)."""
-    import tests.test_bridge_heads as heads
     from mmdet.registry import MODELS
+
+    import tests.test_bridge_heads as heads
 
     torch.manual_seed(0)
     head = MODELS.build(dict(heads.ATSS, loss_bbox=dict(type="CSE-Autoloss-B_reg",

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss.genome import validity_errors
+from jaxloss.genome.population import validity_errors
+from jaxloss.genome.variation import MUTATIONS, offspring
 from jaxloss.search import Settings, SettingsError, run_search
 from jaxloss.search.cli import main as cli_main
 from jaxloss.search.settings import validate
-from jaxloss.variation import MUTATIONS, offspring
 from tests.processes import python_env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,12 +11,18 @@ import pytest
 from scipy import stats
 
 import jaxloss
-from jaxloss import branches, variation
-from jaxloss.genome import from_graphs
-from jaxloss.library import LIBRARY
-from jaxloss.parse import parse_graph
-from jaxloss.strategy import (LossEvolution, as_solutions, from_solutions, initial_parents,
-                              num_filled)
+from jaxloss.evolution.cse import (
+    LossEvolution,
+    as_solutions,
+    from_solutions,
+    initial_parents,
+    num_filled,
+)
+from jaxloss.genome import variation
+from jaxloss.genome.population import from_graphs
+from jaxloss.space import branches
+from jaxloss.space.library import LIBRARY
+from jaxloss.space.parse import parse_graph
 
 BRANCH = "cls_binary"
 CAPACITY = 24

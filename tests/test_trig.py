@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxloss import trig
-from jaxloss.namespaces import JAX, NUMPY
+from jaxloss.engine import trig
+from jaxloss.engine.namespaces import JAX, NUMPY
 
 F32_ULP_AT_1 = float(np.finfo(np.float32).eps)  # 1.19e-7
 

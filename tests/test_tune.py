@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss import minisim
-from jaxloss.library import LIBRARY
+from jaxloss.evolution.tune import graph_function, simulation_scores, tune_constants
+from jaxloss.filters import minisim
 from jaxloss.search import Settings, run_search
 from jaxloss.search.settings import SettingsError, validate
-from jaxloss.tune import graph_function, simulation_scores, tune_constants, unshare_constants
+from jaxloss.space.graph import unshare_constants
+from jaxloss.space.library import LIBRARY
 
 
 def test_every_use_of_a_whole_number_becomes_one_parameter():
@@ -20,7 +21,7 @@ def test_every_use_of_a_whole_number_becomes_one_parameter():
     nodes, slots, start = unshare_constants(loss.graph)
     # 12 (built as 3*(2*2)) is one constant; the two 1s are tuned separately; exp(3) reads a 3
     assert sorted(start) == [1.0, 1.0, 3.0, 12.0]
-    from jaxloss.printing import to_text
+    from jaxloss.space.printing import to_text
 
     assert jaxloss.parse(to_text(nodes, dict(zip(slots, start))), "cls_binary").key == loss.key
     assert to_text(nodes, dict(zip(slots, [0.5] * len(slots)))).count("0.5") == 4
@@ -66,7 +67,7 @@ def test_tuning_scores_the_start_as_the_search_does_and_never_ends_worse():
 def test_a_tuned_loss_trains_in_torch_with_its_constants():
     torch = pytest.importorskip("torch")
     from bridge import to_torch
-    from jaxloss.tune import TunedLoss
+    from jaxloss.evolution.tune import TunedLoss
 
     loss = LIBRARY["CSE-Autoloss-A_reg"]
     nodes, slots, start = unshare_constants(loss.graph)
@@ -110,9 +111,9 @@ def test_the_search_tunes_its_best_losses_when_asked(tmp_path):
 def test_searched_loss_takes_the_tuned_constants_in_a_config_line():
     torch = pytest.importorskip("torch")
     pytest.importorskip("mmdet")
-    import bridge.mmdet  # noqa: F401 - registers SearchedLoss
     from mmdet.registry import MODELS
 
+    import bridge.mmdet  # noqa: F401 - registers SearchedLoss
     from bridge import to_torch
 
     loss = LIBRARY["FLI"]
@@ -123,7 +124,7 @@ def test_searched_loss_takes_the_tuned_constants_in_a_config_line():
     # mmdet labels: class 0 of 1 (positive) or 1 (background); w = IoU = 1
     got = module(x[:, None], y.long().sub(1).abs(), iou=torch.ones(9))
     nodes, slots, start = unshare_constants(loss.graph)
-    from jaxloss.tune import TunedLoss
+    from jaxloss.evolution.tune import TunedLoss
 
     want = to_torch(TunedLoss(loss, nodes, slots, start, (1.2, 0.9), 0.0, 0.0))(
         x=x, y=y, w=torch.ones(9))

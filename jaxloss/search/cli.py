@@ -8,8 +8,14 @@ import sys
 from pathlib import Path
 
 from jaxloss.errors import InputError, Interrupted
-from jaxloss.search.settings import (STRATEGIES, Settings, SettingsError, load_config,
-                                     setting_names, validate)
+from jaxloss.search.settings import (
+    STRATEGIES,
+    Settings,
+    SettingsError,
+    load_config,
+    setting_names,
+    validate,
+)
 
 DESCRIPTION = """\
 Search for a detection loss with CSE-Autoloss (ICLR 2021): evolve candidate losses from an initial
@@ -201,7 +207,7 @@ def main(argv=None, *, every_core_by_default: bool = False) -> int:
     devices it has, since they can only be chosen before JAX first computes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from jaxloss.devices import use_cpu_cores
+    from jaxloss.engine.devices import use_cpu_cores
 
     try:
         if args.cpu_devices is not None:
@@ -211,7 +217,7 @@ def main(argv=None, *, every_core_by_default: bool = False) -> int:
     except (RuntimeError, ValueError) as err:  # a count below 1, or JAX already running
         parser.error(str(err))
     if not args.no_compile_cache:
-        from jaxloss.compile_cache import use_compile_cache
+        from jaxloss.engine.compile_cache import use_compile_cache
 
         try:
             use_compile_cache(args.compile_cache)

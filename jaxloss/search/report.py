@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxloss.funnel import format_funnel
-from jaxloss.loss import Loss
-from jaxloss.parse import parse_graph
+from jaxloss.filters.funnel import format_funnel
+from jaxloss.space.loss import Loss
+from jaxloss.space.parse import parse_graph
 
 CONFIG_KEY = {"cls": "loss_cls", "cls_binary": "loss_cls", "reg": "loss_bbox"}
 

@@ -27,19 +27,30 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import sample
-from jaxloss.compile_cache import current_folder
-from jaxloss.devices import shard_count
+from jaxloss.engine.compile_cache import current_folder
+from jaxloss.engine.devices import shard_count
 from jaxloss.errors import InputError, Interrupted
-from jaxloss.genome import Population, from_graphs, pad_capacity
-from jaxloss.parse import parse_graph
+from jaxloss.evolution.cse import (
+    LossEvolution,
+    as_solutions,
+    from_solutions,
+    initial_parents,
+    num_filled,
+)
+from jaxloss.genome.population import Population, from_graphs, pad_capacity
 from jaxloss.search import archive as archives
 from jaxloss.search import checkpoint, report
 from jaxloss.search.settings import Settings
-from jaxloss.stats import paired_interval, spread
-from jaxloss.search.stages import (PropertyStage, SimulationStage, Stage, StageOutcome,
-                                   TopKStage, load_detector_stages)
-from jaxloss.strategy import (LossEvolution, as_solutions, from_solutions, initial_parents,
-                              num_filled)
+from jaxloss.search.stages import (
+    PropertyStage,
+    SimulationStage,
+    Stage,
+    StageOutcome,
+    TopKStage,
+    load_detector_stages,
+)
+from jaxloss.search.stats import paired_interval, spread
+from jaxloss.space.parse import parse_graph
 
 
 class RunFolderError(InputError):
@@ -290,8 +301,8 @@ class Search:
 
     def tune(self, archive: list) -> list[dict]:
         """CMA-ES on the constants of the best ``tune_constants`` losses (see jaxloss.tune)."""
-        from jaxloss.loss import Loss
-        from jaxloss.tune import tune_constants
+        from jaxloss.evolution.tune import tune_constants
+        from jaxloss.space.loss import Loss
 
         out = []
         for entry in archive[: self.s.tune_constants]:

@@ -8,10 +8,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jaxloss import branches
 from jaxloss.errors import FormulaError, InputError
-from jaxloss.library import INITIAL_LOSS, LIBRARY
-from jaxloss.parse import parse_graph
+from jaxloss.space import branches
+from jaxloss.space.library import INITIAL_LOSS, LIBRARY
+from jaxloss.space.parse import parse_graph
 
 STRATEGIES = ("cse", "vanilla", "random")
 DETECTOR_GENERATIONS = 3

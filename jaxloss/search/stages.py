@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jaxloss import equivalence, minisim
-from jaxloss.checks import check
-from jaxloss.genome import Population
+from jaxloss.filters import equivalence, minisim
+from jaxloss.filters.checks import check
+from jaxloss.genome.population import Population
 
 
 @dataclass

@@ -1,0 +1,80 @@
+"""``jaxloss.engine.evaluate``: per-sample values of many losses in one compiled call."""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterable, Union
+
+import jax
+import numpy as np
+
+from jaxloss.engine import batched
+from jaxloss.engine.inputs import leaf_table
+from jaxloss.genome.population import Population, check_valid, from_graphs
+from jaxloss.space import branches
+from jaxloss.space.loss import Loss
+from jaxloss.space.parse import parse_graph
+
+LossLike = Union[Loss, str]
+
+
+def _round_capacity(n: int) -> int:
+    """Capacities are rounded up to a multiple of 8 so that populations share compilations."""
+    return max(8, -(-n // 8) * 8)
+
+
+def as_population(losses, branch: str | None = None) -> Population:
+    """A population from a Population, a Loss, formula text, or a list of those.
+
+    Formula text needs ``branch``; losses must all belong to one branch.
+    """
+    if isinstance(losses, Population):
+        if branch is not None and branches.get(branch).name != losses.branch:
+            raise ValueError(f"the population is of branch {losses.branch}, not {branch}")
+        return losses
+    if isinstance(losses, (Loss, str)):
+        losses = [losses]
+    losses = list(losses)
+    if not losses:
+        raise ValueError("no losses given")
+    found = {l.branch for l in losses if isinstance(l, Loss)}
+    if branch is not None:
+        found.add(branches.get(branch).name)
+    if len(found) > 1:
+        raise ValueError(f"losses of different branches ({', '.join(sorted(found))}) cannot be "
+                         "evaluated together: they take different inputs")
+    if not found:
+        raise ValueError("formula text needs a branch: evaluate(..., branch='cls')")
+    name = found.pop()
+    graphs = [l.graph if isinstance(l, Loss) else parse_graph(l, name, None) for l in losses]
+    return from_graphs(graphs, name, _round_capacity(max(len(g) for g in graphs)))
+
+
+def evaluate(losses: Union[Population, LossLike, Iterable[LossLike]], *, branch: str | None = None,
+             chunk: int = batched.DEFAULT_CHUNK, **inputs) -> np.ndarray:
+    """Per-sample, unreduced values of every loss, in one compiled call.
+
+    Args:
+      losses: a :class:`Population`, a :class:`Loss`, formula text, or a list of losses / text.
+      branch: needed only when ``losses`` is formula text.
+      chunk: engine tuning (nodes per chunk); the result does not depend on it.
+      **inputs: ``cls``: x [N, K] logits, y [N, K] one-hot, w [N]; ``cls_binary``: x, y, w [N];
+        ``reg``: i, u, e [N]. Converted to float32.
+
+    Returns:
+      float32 NumPy array [len(losses), N]. Invalid values (NaN, ±inf) are returned as they are:
+      judging them is the job of ``jaxloss.check``.
+    """
+    pop = as_population(losses, branch)
+    check_valid(pop)
+    leaves = leaf_table(pop.branch, inputs)
+    block = batched.block_size(pop.capacity, leaves.values.shape[1], len(pop))
+    arrays = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
+    # several CPU devices: deal the blocks out here and put the values back in order here, on the
+    # host (see batched.evaluate_population)
+    blocks = len(arrays[3]) // block
+    deal = functools.partial(batched.deal_blocks, blocks=blocks, shards=batched.shards_for(blocks))
+    out = batched.evaluate_population(*map(deal, arrays), jax.numpy.asarray(leaves.values),
+                                     branch_name=pop.branch, chunk=chunk,
+                                     num_classes=leaves.num_classes, block=block, dealt=True)
+    return deal(np.asarray(out), back=True)[: len(pop)]
