@@ -13,36 +13,26 @@ from __future__ import annotations
 
 import torch
 
-AREA_EPS = 1e-7
-"""Added to the union u and the enclosing area e (px²), as in the release."""
+from jaxloss.space import boxes
+from jaxloss.space.guards import AREA_EPS
 
 
 def areas(pred: torch.Tensor, target: torch.Tensor, eps: float = AREA_EPS
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Intersection, union and smallest-enclosing-box area of aligned box pairs.
+    """Intersection, union and smallest-enclosing-box area of aligned box pairs
+    (:func:`jaxloss.space.boxes.areas`, the same formula as the engine's).
 
     Args:
       pred, target: [N, 4] boxes (x1, y1, x2, y2), pixels.
       eps: added to u and e (px²).
 
     Returns:
-      (i, u, e), each [N], px²; differentiable in both boxes. A box with x2 < x1 has a negative
-      area, which enters u unclamped (as in MMDetection's ``bbox_overlaps`` and the release).
+      (i, u, e), each [N], px²; differentiable in both boxes.
     """
     if pred.shape != target.shape or pred.dim() != 2 or pred.shape[-1] != 4:
         raise ValueError(f"boxes must both be [N, 4] (x1, y1, x2, y2); got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
-    lt = torch.maximum(pred[:, :2], target[:, :2])
-    rb = torch.minimum(pred[:, 2:], target[:, 2:])
-    wh = (rb - lt).clamp(min=0)
-    i = wh[:, 0] * wh[:, 1]
-    area_p = (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
-    area_t = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
-    u = area_p + area_t - i + eps
-    enclose = (torch.maximum(pred[:, 2:], target[:, 2:])
-               - torch.minimum(pred[:, :2], target[:, :2])).clamp(min=0)
-    e = enclose[:, 0] * enclose[:, 1] + eps
-    return i, u, e
+    return boxes.areas(pred, target, torch, eps)
 
 
 IOU_UNION_FLOOR = 1e-6

@@ -9,6 +9,7 @@ from bridge.namespace import TORCH
 from jaxloss.engine.walk import walk
 from jaxloss.space import branches, ops
 from jaxloss.space.branches import per_class_flags
+from jaxloss.space.resolve import as_loss
 
 
 class LossModule(torch.nn.Module):
@@ -122,16 +123,8 @@ def to_torch(loss: "jaxloss.Loss | jaxloss.Population | str", branch: str | None
             raise ValueError(f"to_torch takes one genome; the population has {len(loss)} "
                              "(use to_torch(pop[k]))")
         loss = loss[0]
-    if isinstance(loss, str):
-        if loss in jaxloss.LIBRARY:
-            loss = jaxloss.LIBRARY[loss]
-        elif branch is None:
-            raise ValueError("formula text needs a branch: to_torch(text, branch='cls')")
-        else:
-            loss = jaxloss.parse(loss, branch)
-    if not isinstance(loss, jaxloss.Loss):
+    if not isinstance(loss, (jaxloss.Loss, str)):
         raise TypeError(f"to_torch takes a jaxloss.Loss, a Population of one genome, a library "
                         f"name or formula text, not {type(loss).__name__}")
-    if branch is not None and branches.get(branch).name != loss.branch:
-        raise ValueError(f"{loss} is a {loss.branch} loss, not {branch}")
+    loss = as_loss(loss, branch)
     return LossModule(loss)

@@ -21,13 +21,13 @@ The engine never imports torch; the PyTorch side lives in the ``bridge`` package
 """
 
 from jaxloss.engine.devices import use_cpu_cores
-from jaxloss.engine.evaluate import as_population, evaluate
+from jaxloss.engine.evaluate import evaluate
 from jaxloss.errors import FormulaError
 from jaxloss.evolution.tune import TunedLoss, tune_constants
 from jaxloss.filters.checks import REASONS, Verdict, Verdicts, check
 from jaxloss.filters.funnel import funnel
 from jaxloss.filters.minisim import simulate
-from jaxloss.genome.population import Population
+from jaxloss.genome.population import Population, as_population
 from jaxloss.genome.sample import sample
 from jaxloss.space.branches import BRANCHES, Branch
 from jaxloss.space.guards import GUARDS

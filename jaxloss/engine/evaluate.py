@@ -10,44 +10,10 @@ import numpy as np
 
 from jaxloss.engine import batched
 from jaxloss.engine.inputs import leaf_table
-from jaxloss.genome.population import Population, check_valid, from_graphs
-from jaxloss.space import branches
+from jaxloss.genome.population import Population, as_population, check_valid
 from jaxloss.space.loss import Loss
-from jaxloss.space.parse import parse_graph
 
 LossLike = Union[Loss, str]
-
-
-def _round_capacity(n: int) -> int:
-    """Capacities are rounded up to a multiple of 8 so that populations share compilations."""
-    return max(8, -(-n // 8) * 8)
-
-
-def as_population(losses, branch: str | None = None) -> Population:
-    """A population from a Population, a Loss, formula text, or a list of those.
-
-    Formula text needs ``branch``; losses must all belong to one branch.
-    """
-    if isinstance(losses, Population):
-        if branch is not None and branches.get(branch).name != losses.branch:
-            raise ValueError(f"the population is of branch {losses.branch}, not {branch}")
-        return losses
-    if isinstance(losses, (Loss, str)):
-        losses = [losses]
-    losses = list(losses)
-    if not losses:
-        raise ValueError("no losses given")
-    found = {l.branch for l in losses if isinstance(l, Loss)}
-    if branch is not None:
-        found.add(branches.get(branch).name)
-    if len(found) > 1:
-        raise ValueError(f"losses of different branches ({', '.join(sorted(found))}) cannot be "
-                         "evaluated together: they take different inputs")
-    if not found:
-        raise ValueError("formula text needs a branch: evaluate(..., branch='cls')")
-    name = found.pop()
-    graphs = [l.graph if isinstance(l, Loss) else parse_graph(l, name, None) for l in losses]
-    return from_graphs(graphs, name, _round_capacity(max(len(g) for g in graphs)))
 
 
 def evaluate(losses: Union[Population, LossLike, Iterable[LossLike]], *, branch: str | None = None,

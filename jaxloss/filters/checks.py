@@ -44,10 +44,9 @@ import numpy as np
 from jax import lax
 
 from jaxloss.engine import batched, scratch
-from jaxloss.engine.evaluate import as_population
 from jaxloss.engine.inputs import leaf_table
 from jaxloss.filters.grids import CheckGrid, check_grid
-from jaxloss.genome.population import Population, check_valid
+from jaxloss.genome.population import Population, as_population, check_valid
 from jaxloss.space import branches
 
 MONO_ATOL = 1e-6

@@ -18,8 +18,8 @@ import hashlib
 
 import numpy as np
 
-from jaxloss.engine.evaluate import as_population, evaluate
-from jaxloss.genome.population import Population
+from jaxloss.engine.evaluate import evaluate
+from jaxloss.genome.population import Population, as_population
 from jaxloss.space import branches
 
 PROBE_POINTS = 256

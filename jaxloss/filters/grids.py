@@ -41,13 +41,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jaxloss.space import branches
+from jaxloss.space import boxes, branches
 
 CURVE_POINTS = 512
 X_MAX = 16.0
 CLS_CLASSES = 4
 REG_STEPS = 32
-REG_EPS = 1e-7
 
 
 @dataclass(frozen=True)
@@ -145,20 +144,6 @@ def _cls_grid(seed: int = 0) -> CheckGrid:
         {"positive": -1, "negative": +1}, ends, n)
 
 
-def box_areas(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
-    """i, u, e of box pairs (x1, y1, x2, y2) in pixels, with the release's ε on u and e."""
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    iw = np.clip(np.minimum(pred[..., 2], target[..., 2]) - np.maximum(pred[..., 0], target[..., 0]),
-                 0, None)
-    ih = np.clip(np.minimum(pred[..., 3], target[..., 3]) - np.maximum(pred[..., 1], target[..., 1]),
-                 0, None)
-    i = iw * ih
-    u = area(pred) + area(target) - i + REG_EPS
-    ew = np.maximum(pred[..., 2], target[..., 2]) - np.minimum(pred[..., 0], target[..., 0])
-    eh = np.maximum(pred[..., 3], target[..., 3]) - np.minimum(pred[..., 1], target[..., 1])
-    return {"i": i, "u": u, "e": ew * eh + REG_EPS}
-
-
 def _box(cx, cy, w, h):
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
 
@@ -195,7 +180,7 @@ def _reg_grid(seed: int = 0) -> CheckGrid:
     b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 2)
     preds.append(b)
     targets.append(a)
-    areas = box_areas(np.concatenate(preds), np.concatenate(targets))
+    areas = dict(zip("iue", boxes.areas(np.concatenate(preds), np.concatenate(targets), np)))
     families = np.arange(n_fam).reshape(-1, REG_STEPS).astype(np.int32)
     return CheckGrid("reg", {k: v.astype(np.float32) for k, v in areas.items()}, None,
                      {"families": families}, {"families": +1}, np.zeros(0, np.int32),

@@ -37,11 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss.engine import batched
-from jaxloss.engine.evaluate import as_population
 from jaxloss.engine.inputs import leaf_table
-from jaxloss.filters.grids import REG_EPS
-from jaxloss.genome.population import Population, check_valid, from_losses
-from jaxloss.space import branches
+from jaxloss.genome.population import Population, as_population, check_valid, from_losses
+from jaxloss.space import boxes, branches
 
 LEARN_FRACTION = 0.5
 REFERENCE = {"cls_binary": "BCE", "cls": "CE", "reg": "IoU"}
@@ -146,15 +144,8 @@ def decode(proposal, deltas):
 
 
 def areas(pred, gt):
-    """(i, u, e) of box pairs in pixels, ε = 1e-7 on u and e (the release's convention)."""
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    iw = jnp.clip(jnp.minimum(pred[..., 2], gt[..., 2]) - jnp.maximum(pred[..., 0], gt[..., 0]), 0)
-    ih = jnp.clip(jnp.minimum(pred[..., 3], gt[..., 3]) - jnp.maximum(pred[..., 1], gt[..., 1]), 0)
-    i = iw * ih
-    u = area(pred) + area(gt) - i + REG_EPS
-    ew = jnp.maximum(pred[..., 2], gt[..., 2]) - jnp.minimum(pred[..., 0], gt[..., 0])
-    eh = jnp.maximum(pred[..., 3], gt[..., 3]) - jnp.minimum(pred[..., 1], gt[..., 1])
-    return jnp.stack([i, u, ew * eh + REG_EPS], -1)
+    """(i, u, e) [..., 3] of box pairs in pixels (:func:`jaxloss.space.boxes.areas`)."""
+    return jnp.stack(boxes.areas(pred, gt, jnp), -1)
 
 
 def _normalized(grad):

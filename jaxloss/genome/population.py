@@ -28,6 +28,9 @@ import numpy as np
 
 from jaxloss.space import branches, ops
 from jaxloss.space.graph import Node, compact
+from jaxloss.space.library import LIBRARY
+from jaxloss.space.loss import Loss
+from jaxloss.space.resolve import as_loss
 
 _ARITY = np.zeros(ops.NUM_OPCODES, np.int32)
 for _c, _s in ops.OPS.items():
@@ -59,8 +62,6 @@ class Population:
     def __getitem__(self, index):
         """``pop[k]`` is a :class:`jaxloss.Loss`; ``pop[slice or index array]`` a Population."""
         if isinstance(index, (int, np.integer)):
-            from jaxloss.space.loss import Loss
-
             return Loss(genome_to_graph(self, int(index)), self.branch)
         return Population(self.ops[index], self.lhs[index], self.rhs[index], self.size[index],
                           self.branch)
@@ -110,6 +111,41 @@ def from_losses(losses: Sequence, capacity: int | None = None) -> Population:
                          "population: they take different inputs")
     graphs = [loss.graph for loss in losses]
     return from_graphs(graphs, found[0], capacity or max(len(g) for g in graphs))
+
+
+def _round_capacity(n: int) -> int:
+    """Capacities are rounded up to a multiple of 8 so that populations share compilations."""
+    return max(8, -(-n // 8) * 8)
+
+
+def as_population(losses, branch: str | None = None) -> Population:
+    """A population from a Population, a Loss, a library name, formula text, or a list of those
+    (each resolved by :func:`jaxloss.space.resolve.as_loss`).
+
+    Formula text needs ``branch`` unless a Loss or a library name in the list gives it; losses
+    must all belong to one branch. The capacity is the largest node count rounded up to a multiple
+    of 8 (so that populations share compilations).
+    """
+    if isinstance(losses, Population):
+        if branch is not None and branches.get(branch).name != losses.branch:
+            raise ValueError(f"the population is of branch {losses.branch}, not {branch}")
+        return losses
+    if isinstance(losses, (Loss, str)):
+        losses = [losses]
+    losses = list(losses)
+    if not losses:
+        raise ValueError("no losses given")
+    if branch is None:
+        found = sorted({l.branch if isinstance(l, Loss) else LIBRARY[l.strip()].branch
+                        for l in losses if isinstance(l, Loss)
+                        or (isinstance(l, str) and l.strip() in LIBRARY)})
+        if len(found) > 1:
+            raise ValueError(f"losses of different branches ({', '.join(found)}) cannot be "
+                             "evaluated together: they take different inputs")
+        branch = found[0] if found else None
+    resolved = [as_loss(l, branch) for l in losses]
+    graphs = [l.graph for l in resolved]
+    return from_graphs(graphs, resolved[0].branch, _round_capacity(max(len(g) for g in graphs)))
 
 
 def genome_to_graph(pop: Population, k: int) -> tuple[Node, ...]:

@@ -11,6 +11,7 @@ check exists to catch, and silently clamping it would let broken losses through.
 | LOG_EPS          | log(a)         | 1e-20  | log(a + 1e-20): log(0) = -46.05, not -inf           |
 | DIV_EPS          | a / b          | 1e-20  | a / (b + 1e-20): a / 0 is finite (1e20·a)          |
 | EXP_MAX          | exp(a)         | 88.0   | exp(min(a, 88)): at most 1.65e38 < float32 max     |
+| AREA_EPS         | reg inputs     | 1e-7   | u + 1e-7 and e + 1e-7 (px²), never i: i/u, e finite |
 
 Numerically stable forms that are not guards (they change no value, only avoid overflow inside
 the computation): softmax subtracts the class-wise maximum; sigmoid and softplus use their
@@ -29,6 +30,9 @@ against the release's operators).
 LOG_EPS = 1e-20
 DIV_EPS = 1e-20
 EXP_MAX = 88.0
+AREA_EPS = 1e-7
+"""Added to the union u and the enclosing area e of the ``reg`` inputs (px², the release's
+convention; :mod:`jaxloss.space.boxes`). Not an operator guard, so not in :data:`GUARDS`."""
 
 GUARDS = {
     "log": {"constant": "LOG_EPS", "value": LOG_EPS, "form": "log(a + 1e-20)"},
