@@ -86,15 +86,14 @@ def engine_derivatives(pop: jaxloss.Population, inputs: dict, directions: dict) 
     mode, one compiled call per input."""
     spec = BRANCHES[pop.branch]
     leaves = leaf_table(pop.branch, inputs)
-    block = batched.block_size(pop.capacity, leaves.values.shape[1], len(pop))
-    arrays = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
+    genomes, block = batched.padded(pop, leaves.values.shape[1])
     out = {}
     for name in spec.inputs:
         along = {n: (directions[n] if n == name else np.zeros_like(inputs[n])) for n in spec.inputs}
         tangent = leaf_table(pop.branch, along).values.copy()
         tangent[len(spec.inputs):] = 0  # the constants 1, 2, 3 do not move
         _, t = batched.evaluate_population(
-            *arrays, jnp.asarray(leaves.values), jnp.asarray(tangent), branch_name=pop.branch,
+            genomes, jnp.asarray(leaves.values), jnp.asarray(tangent),
             chunk=batched.DEFAULT_CHUNK, num_classes=leaves.num_classes, block=block,
             reduce=_values_and_tangents, tangent_inputs=(name,))
         out[name] = np.asarray(t[: len(pop)])

@@ -79,9 +79,9 @@ def test_deal_blocks_round_trip_and_order():
 def test_padding_gives_every_device_the_same_number_of_blocks(monkeypatch):
     monkeypatch.setattr(batched.devices, "shard_count", lambda: 3)
     pop = jaxloss.sample("reg", 10, seed=0, max_nodes=8)
-    op, _, _, size = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block=4)
+    size = batched.pad(pop, block=4).size
     assert len(size) == 3 * 4 * 1  # 3 blocks of 4 would do: one per device
-    op, _, _, size = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block=2)
+    size = batched.pad(pop, block=2).size
     assert len(size) == 3 * 2 * 2  # 5 blocks needed: 2 per device (a power of two)
     assert size[10:].tolist() == [0, 0] and size[:10].tolist() == pop.size.tolist()
 

@@ -49,8 +49,8 @@ def test_only_a_few_shapes_are_kept_and_release_frees_them(monkeypatch):
 def test_a_scratch_buffer_of_the_wrong_shape_is_refused():
     pop = jaxloss.sample("cls_binary", 64, seed=1, max_nodes=8)
     full = _prepare("cls_binary", 1)
-    arrays = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, 64)
+    genomes = batched.pad(pop, 64)
     wrong = (jnp.zeros((10, full.leaves.shape[1])), None)
     with pytest.raises(ValueError, match="do not fit"):
-        batched.evaluate_population(*arrays, full.leaves, scratch=wrong, branch_name="cls_binary",
-                                   chunk=4, num_classes=1, block=64)
+        batched.evaluate_population(genomes, full.leaves, scratch=wrong, chunk=4, num_classes=1,
+                                    block=64)

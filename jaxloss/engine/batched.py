@@ -54,7 +54,7 @@ from jax.sharding import PartitionSpec
 
 from jaxloss.engine import devices
 from jaxloss.engine.namespaces import JAX
-from jaxloss.genome.population import ARITY
+from jaxloss.genome.population import ARITY, Population
 from jaxloss.space import branches, ops
 
 DEFAULT_CHUNK = 4
@@ -402,17 +402,17 @@ def identity_reduce(values, tangents):
     return values
 
 
-@functools.partial(jax.jit, static_argnames=("branch_name", "chunk", "num_classes", "block",
-                                             "reduce", "own", "tangent_inputs", "dealt"))
-def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leaves=None,
-                        own_tangents=None, scratch=None, *, branch_name: str, chunk: int,
-                        num_classes: int, block: int, reduce=identity_reduce, own: tuple = (),
+@functools.partial(jax.jit, static_argnames=("chunk", "num_classes", "block", "reduce", "own",
+                                             "tangent_inputs", "dealt"))
+def evaluate_population(genomes: Population, leaves, leaf_tangents=None, own_leaves=None,
+                        own_tangents=None, scratch=None, *, chunk: int, num_classes: int,
+                        block: int, reduce=identity_reduce, own: tuple = (),
                         tangent_inputs: tuple = (), dealt: bool = False):
     """Per-sample values of a population padded to a whole number of blocks, reduced per block.
 
     Args:
-      op, lhs, rhs: int32 [n_blocks·block, capacity]; size: int32 [n_blocks·block]
-        (:func:`pad_population_arrays` pads them).
+      genomes: a :class:`Population` of n_blocks·block genomes (:func:`padded` pads one); its
+        branch is static (part of the pytree's structure).
       leaves: float [L, S] leaf table (see :func:`run_block`).
       leaf_tangents: optional float [L, S]: a direction in leaf space (e.g. 1 on the rows of x),
         non-zero only on the inputs named in ``tangent_inputs`` (static, required with it). When
@@ -447,7 +447,8 @@ def evaluate_population(op, lhs, rhs, size, leaves, leaf_tangents=None, own_leav
     if (leaf_tangents is not None) != bool(tangent_inputs):
         raise ValueError("leaf_tangents and tangent_inputs go together: name the inputs the "
                          "derivative is taken along")
-    statics = dict(branch_name=branch_name, chunk=chunk, num_classes=num_classes, block=block,
+    op, lhs, rhs, size = genomes.ops, genomes.lhs, genomes.rhs, genomes.size
+    statics = dict(branch_name=genomes.branch, chunk=chunk, num_classes=num_classes, block=block,
                    reduce=reduce, own=own, tangent_inputs=tangent_inputs)
     nb = op.shape[0] // block
     shards = shards_for(nb)
@@ -485,7 +486,7 @@ def scratch_shape(leaves_shape: tuple, population: int, *, block: int, capacity:
 
 def shards_for(blocks: int) -> int:
     """Devices ``blocks`` blocks are dealt out over: every device of
-    :func:`jaxloss.engine.devices.shard_count` when they divide the blocks (:func:`pad_population_arrays`
+    :func:`jaxloss.engine.devices.shard_count` when they divide the blocks (:func:`pad`
     pads so), else one."""
     shards = devices.shard_count()
     return 1 if blocks % shards else shards
@@ -563,14 +564,22 @@ def _evaluate_blocks(op, lhs, rhs, size, own_leaves, own_tangents, scratch, leav
     return jax.tree.map(lambda o: o.reshape((P,) + o.shape[2:]), out), (buffer, tbuffer)
 
 
-def pad_population_arrays(op, lhs, rhs, size, block: int):
-    """Pad the genome arrays with empty genomes to a power-of-two number of blocks per device
-    (times the devices of :func:`jaxloss.engine.devices.shard_count`), so that population sizes share
-    compilations and every device gets the same number of blocks."""
-    P = op.shape[0]
+def pad(pop: Population, block: int) -> Population:
+    """``pop`` with empty genomes (size 0) appended up to a power-of-two number of blocks per device
+    (times the devices of :func:`jaxloss.engine.devices.shard_count`), so that population sizes
+    share compilations and every device gets the same number of blocks. Host-side, NumPy."""
+    P = len(pop)
     shards = devices.shard_count()
     per_device = max(1, -(-P // (block * shards)))
     nb = shards * (1 << (per_device - 1).bit_length())
     extra = nb * block - P
     pad2 = lambda a: np.pad(np.asarray(a, np.int32), ((0, extra), (0, 0)))  # noqa: E731
-    return pad2(op), pad2(lhs), pad2(rhs), np.pad(np.asarray(size, np.int32), (0, extra))
+    return Population(pad2(pop.ops), pad2(pop.lhs), pad2(pop.rhs),
+                      np.pad(np.asarray(pop.size, np.int32), (0, extra)), pop.branch)
+
+
+def padded(pop: Population, points: int) -> tuple[Population, int]:
+    """(``pop`` padded for :func:`evaluate_population`, its block size) for evaluating on
+    ``points`` points; the first ``len(pop)`` results are ``pop``'s."""
+    block = block_size(pop.capacity, points, len(pop))
+    return pad(pop, block), block

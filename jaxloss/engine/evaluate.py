@@ -34,13 +34,12 @@ def evaluate(losses: Union[Population, LossLike, Iterable[LossLike]], *, branch:
     pop = as_population(losses, branch)
     check_valid(pop)
     leaves = leaf_table(pop.branch, inputs)
-    block = batched.block_size(pop.capacity, leaves.values.shape[1], len(pop))
-    arrays = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
+    genomes, block = batched.padded(pop, leaves.values.shape[1])
     # several CPU devices: deal the blocks out here and put the values back in order here, on the
     # host (see batched.evaluate_population)
-    blocks = len(arrays[3]) // block
+    blocks = len(genomes) // block
     deal = functools.partial(batched.deal_blocks, blocks=blocks, shards=batched.shards_for(blocks))
-    out = batched.evaluate_population(*map(deal, arrays), jax.numpy.asarray(leaves.values),
-                                     branch_name=pop.branch, chunk=chunk,
-                                     num_classes=leaves.num_classes, block=block, dealt=True)
+    out = batched.evaluate_population(jax.tree.map(deal, genomes), jax.numpy.asarray(leaves.values),
+                                     chunk=chunk, num_classes=leaves.num_classes, block=block,
+                                     dealt=True)
     return deal(np.asarray(out), back=True)[: len(pop)]

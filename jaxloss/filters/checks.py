@@ -35,6 +35,7 @@ with the subset's measures (``measures["grid"]`` says which).
 from __future__ import annotations
 
 import functools
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -248,36 +249,37 @@ def _prepare(branch: str, stride: int) -> _Prepared:
     return _Prepared(table.values, tangents, table.num_classes, reduce)
 
 
-@functools.partial(jax.jit, static_argnames=("branch", "chunk", "block", "use_screen"),
+@functools.partial(jax.jit, static_argnames=("chunk", "block", "use_screen"),
                    donate_argnames=("buffers",))
-def _check_population(op, lhs, rhs, size, screen_leaves, screen_tangents, full_leaves,
-                      full_tangents, buffers, *, branch: str, chunk: int, block: int,
-                      use_screen: bool):
+def _check_population(genomes: Population, screen_leaves, screen_tangents, full_leaves,
+                      full_tangents, buffers, *, chunk: int, block: int, use_screen: bool):
     """Screen, then the full grid for the survivors (moved to the front, the rest given size 0 so
     their blocks run no chunk), in the engine buffers ``buffers`` ({"screen": ..., "full": ...},
     see :func:`_scratch`). Returns (reason codes [P], measures [P, 6], screened [P], the buffers
     for the next call)."""
+    branch = genomes.branch
     screen, full = _prepare(branch, SCREEN_STRIDE), _prepare(branch, 1)
     property_reason = 5 if branch == "reg" else 3
     with_convergence = branch != "reg"
-    common = dict(branch_name=branch, chunk=chunk,
+    common = dict(chunk=chunk,
                   tangent_inputs=() if branch == "reg" else ("x",))
     full_block = _full_grid_block(block)
     if not use_screen:
         m_full, scratch_full = batched.evaluate_population(
-            op, lhs, rhs, size, full_leaves, full_tangents, scratch=buffers["full"],
+            genomes, full_leaves, full_tangents, scratch=buffers["full"],
             num_classes=full.num_classes, reduce=full.reduce, block=full_block, **common)
         return (_reason_codes(m_full, property_reason, with_convergence), m_full,
-                jnp.zeros(op.shape[0], bool), {"full": scratch_full})
+                jnp.zeros(len(genomes), bool), {"full": scratch_full})
     m_screen, scratch_screen = batched.evaluate_population(
-        op, lhs, rhs, size, screen_leaves, screen_tangents, scratch=buffers["screen"],
+        genomes, screen_leaves, screen_tangents, scratch=buffers["screen"],
         num_classes=screen.num_classes, reduce=screen.reduce, block=block, **common)
     code_screen = _reason_codes(m_screen, property_reason, with_convergence)
     rejected = code_screen > 0
     order = jnp.argsort(rejected, stable=True)
-    size_full = jnp.where(rejected, 0, size)[order]
+    survivors_first = dataclasses.replace(genomes[order],
+                                          size=jnp.where(rejected, 0, genomes.size)[order])
     m_full, scratch_full = batched.evaluate_population(
-        op[order], lhs[order], rhs[order], size_full, full_leaves, full_tangents,
+        survivors_first, full_leaves, full_tangents,
         scratch=buffers["full"], num_classes=full.num_classes, reduce=full.reduce,
         block=full_block, **common)
     m_full = jnp.zeros_like(m_full).at[order].set(m_full)
@@ -331,12 +333,11 @@ def check(losses, branch: str | None = None, *, simulate: bool = False, screen: 
     pop: Population = as_population(losses, branch)
     check_valid(pop)
     sub, full = _prepare(pop.branch, SCREEN_STRIDE), _prepare(pop.branch, 1)
-    block = batched.block_size(pop.capacity, full.leaves.shape[1], len(pop))
-    arrays = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
-    key, make = _scratch(pop.branch, len(arrays[0]), pop.capacity, block, chunk, screen)
+    genomes, block = batched.padded(pop, full.leaves.shape[1])
+    key, make = _scratch(pop.branch, len(genomes), pop.capacity, block, chunk, screen)
     code, measures, screened, buffers = _check_population(
-        *arrays, sub.leaves, sub.tangents, full.leaves, full.tangents, scratch.take(key, make),
-        branch=pop.branch, chunk=chunk, block=block, use_screen=screen)
+        genomes, sub.leaves, sub.tangents, full.leaves, full.tangents, scratch.take(key, make),
+        chunk=chunk, block=block, use_screen=screen)
     scratch.keep(key, buffers)
     n = len(pop)
     code = np.array(code[:n])
@@ -350,17 +351,14 @@ def check(losses, branch: str | None = None, *, simulate: bool = False, screen: 
 def _simulate_survivors(pop: Population, code: np.ndarray, measures: dict, chunk: int) -> None:
     """Run the mini simulation on the property survivors (one per equivalence class), in place:
     rejected candidates get NOT_LEARNING, everyone gets ``sim_score`` (NaN where not simulated)."""
-    from jaxloss.filters import equivalence, minisim
+    from jaxloss.filters import minisim
 
     survivors = np.flatnonzero(code == 0)
     score = np.full(len(pop), np.nan, np.float32)
     limit = minisim.threshold(pop.branch)
     if survivors.size:
-        sub = pop.numpy()[survivors]
-        representatives, inverse = equivalence.classes(sub)
-        result = minisim.simulate(sub[representatives], chunk=chunk)
-        learned = result.learned[inverse]
-        score[survivors] = result.score[inverse]
+        score[survivors], learned, _ = minisim.simulate_by_class(pop.numpy()[survivors],
+                                                                 chunk=chunk)
         code[survivors[~learned]] = NOT_LEARNING
     measures["sim_score"] = score
     measures["sim_threshold"] = np.full(len(pop), limit, np.float32)

@@ -67,15 +67,15 @@ def fingerprints(losses, branch: str | None = None) -> list[bytes]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in keys]
 
 
-def classes(pop: Population) -> tuple[np.ndarray, np.ndarray]:
-    """Equivalence classes of a population.
+def classes(pop: "Population | list[bytes]") -> tuple[np.ndarray, np.ndarray]:
+    """Equivalence classes of a population (or of the fingerprints of one).
 
     Returns:
       (representatives, inverse): indices [C] of the first member of each class, and for every
       candidate the index into ``representatives`` of its class ([P]), so that results computed
       for the representatives spread back with ``result[inverse]``.
     """
-    prints = fingerprints(pop)
+    prints = pop if isinstance(pop, list) else fingerprints(pop)
     first: dict[bytes, int] = {}
     inverse = np.empty(len(prints), np.int64)
     representatives: list[int] = []

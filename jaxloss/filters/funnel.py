@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxloss.filters.checks import REASONS, Verdicts
+from jaxloss.filters.checks import Verdicts
 
 STAGES = (
     ("validity", ("invalid",)),
@@ -25,17 +25,26 @@ def funnel(verdicts: Verdicts, simulated: bool | None = None) -> list[dict]:
     """
     if simulated is None:
         simulated = "sim_score" in verdicts.measures
-    counts = {name: int((verdicts.reason_code == k + 1).sum()) for k, name in enumerate(REASONS)}
+    reasons = verdicts.reasons
     remaining = len(verdicts)
     rows = []
-    for stage, reasons in STAGES:
+    for stage, stage_reasons in STAGES:
         if stage == "simulation" and not simulated:
             break
-        rejected = {r: counts[r] for r in reasons if counts[r]}
-        out = remaining - sum(rejected.values())
-        rows.append({"stage": stage, "in": remaining, "out": out, "rejected": rejected})
-        remaining = out
+        rejected = [r for r in reasons if r in stage_reasons]
+        rows.append(funnel_row(stage, remaining, remaining - len(rejected), rejected))
+        remaining = rows[-1]["out"]
     return rows
+
+
+def funnel_row(stage: str, n_in: int, n_out: int, rejected_reasons: list) -> dict:
+    """A funnel row: candidates in and out of a stage and the count of each rejection reason
+    (None counts as ``"rejected"``); the search's stages report their rows with it too."""
+    counts: dict[str, int] = {}
+    for r in rejected_reasons:
+        key = r or "rejected"
+        counts[key] = counts.get(key, 0) + 1
+    return {"stage": stage, "in": n_in, "out": n_out, "rejected": dict(sorted(counts.items()))}
 
 
 def format_funnel(rows: list[dict]) -> str:

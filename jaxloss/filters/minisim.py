@@ -175,7 +175,7 @@ def _run(genomes, own_values, own_directions, shared, *, branch, block, chunk, n
     for t in range(own_directions.shape[0]):
         tangents = jnp.broadcast_to(own_directions[t], own_values.shape)
         v, d = batched.evaluate_population(
-            *genomes, shared, zeros, own_values, tangents, branch_name=branch, chunk=chunk,
+            genomes, shared, zeros, own_values, tangents, chunk=chunk,
             num_classes=num_classes, block=block, reduce=_values_and_tangents, own=own,
             tangent_inputs=own)
         values = v if values is None else values
@@ -198,11 +198,11 @@ def _shared_leaves(branch: str, data: dict) -> np.ndarray:
     return leaf_table(spec.name, {"x": x, "y": data["y"], "w": data["w"]}).values
 
 
-@functools.partial(jax.jit, static_argnames=("branch", "block", "chunk", "seed"))
-def _train_and_score(op, lhs, rhs, size, *, branch: str, block: int, chunk: int, seed: int = 0):
+@functools.partial(jax.jit, static_argnames=("block", "chunk", "seed"))
+def _train_and_score(genomes: Population, *, block: int, chunk: int, seed: int = 0):
     """Train every candidate's model and score it. Returns (score [P], diverged [P] bool)."""
+    branch = genomes.branch
     t = task(branch, seed)
-    genomes = (op, lhs, rhs, size)
     shared = jnp.asarray(_shared_leaves(branch, t.train))
     own = ("i", "u", "e") if branch == "reg" else ("x",)
 
@@ -210,7 +210,7 @@ def _train_and_score(op, lhs, rhs, size, *, branch: str, block: int, chunk: int,
         return _run(genomes, own_values, directions, shared, branch=branch, block=block,
                     chunk=chunk, num_classes=t.num_classes, own=own)[1]
 
-    return train_and_score(derivatives, op.shape[0], branch=branch, seed=seed)
+    return train_and_score(derivatives, len(genomes), branch=branch, seed=seed)
 
 
 def train_and_score(derivatives, P: int, *, branch: str, seed: int = 0):
@@ -316,9 +316,8 @@ class SimResult:
 def _scores(pop: Population, chunk: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     t = task(pop.branch, seed)
     points = t.train["phi"].shape[0] * t.num_classes
-    block = batched.block_size(pop.capacity, points, len(pop))
-    arrays = batched.pad_population_arrays(pop.ops, pop.lhs, pop.rhs, pop.size, block)
-    score, bad = _train_and_score(*arrays, branch=pop.branch, block=block, chunk=chunk, seed=seed)
+    genomes, block = batched.padded(pop, points)
+    score, bad = _train_and_score(genomes, block=block, chunk=chunk, seed=seed)
     return np.asarray(score[: len(pop)]), np.asarray(bad[: len(pop)])
 
 
@@ -360,3 +359,32 @@ def simulate(losses, branch: str | None = None, *, chunk: int = batched.DEFAULT_
     score, diverged = _scores(pop, chunk, task_seed)
     limit = threshold(pop.branch)
     return SimResult(score, diverged, (~diverged) & (score >= limit), limit)
+
+
+def simulate_by_class(pop: Population, cache: dict | None = None, *,
+                      chunk: int = batched.DEFAULT_CHUNK) -> tuple[np.ndarray, np.ndarray, list]:
+    """The simulation run once per functional-equivalence class (:mod:`.equivalence`): the first
+    member of each class not yet in ``cache`` is trained, every member gets its class's result.
+
+    Args:
+      pop: candidates of one branch.
+      cache: fingerprint → (score, learned), read and extended in place (None: no cache). A
+        search keeps one across generations, so a function is simulated once per run.
+
+    Returns:
+      (score float32 [P], learned bool [P], fingerprints: 16 bytes per candidate).
+    """
+    from jaxloss.filters import equivalence
+
+    cache = {} if cache is None else cache
+    prints = equivalence.fingerprints(pop)
+    todo = np.array([k for k, fp in enumerate(prints) if fp not in cache], np.int64)
+    if todo.size:
+        representatives, _ = equivalence.classes([prints[k] for k in todo])
+        rows = todo[representatives]
+        result = simulate(pop.numpy()[rows], chunk=chunk)
+        for k, s, ok in zip(rows, result.score, result.learned):
+            cache[prints[k]] = (float(s), bool(ok))
+    score = np.array([cache[fp][0] for fp in prints], np.float32)
+    learned = np.array([cache[fp][1] for fp in prints], bool)
+    return score, learned, prints

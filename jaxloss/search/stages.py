@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jaxloss.filters import equivalence, minisim
+from jaxloss.filters import minisim
 from jaxloss.filters.checks import check
+from jaxloss.filters.funnel import funnel_row
 from jaxloss.genome.population import Population
 
 
@@ -78,15 +79,6 @@ class Stage:
         return self.name
 
 
-def funnel_row(stage: str, n_in: int, n_out: int, rejected_reasons: list) -> dict:
-    """A funnel row: candidates in and out of a stage and the count of each rejection reason."""
-    counts: dict[str, int] = {}
-    for r in rejected_reasons:
-        key = r or "rejected"
-        counts[key] = counts.get(key, 0) + 1
-    return {"stage": stage, "in": n_in, "out": n_out, "rejected": dict(sorted(counts.items()))}
-
-
 class PropertyStage(Stage):
     """Validity (NaN/inf) and, unless ``property_checks`` is False, the convergence properties.
 
@@ -137,16 +129,7 @@ class SimulationStage(Stage):
         sub = pop[indices]
         if len(sub) == 0:
             return StageOutcome(indices, np.zeros(0, bool), np.zeros(0, np.float32), [])
-        prints = equivalence.fingerprints(sub)
-        todo = sorted({fp for fp in prints if fp not in self.cache})
-        if todo:
-            first = {fp: k for k, fp in reversed(list(enumerate(prints)))}
-            rows = np.array([first[fp] for fp in todo])
-            result = minisim.simulate(sub[rows])
-            for fp, s, ok in zip(todo, result.score, result.learned):
-                self.cache[fp] = (float(s), bool(ok))
-        score = np.array([self.cache[fp][0] for fp in prints], np.float32)
-        passed = np.array([self.cache[fp][1] for fp in prints])
+        score, passed, prints = minisim.simulate_by_class(sub, self.cache)
         context.setdefault("fingerprints", {}).update(dict(zip(indices.tolist(), prints)))
         return StageOutcome(indices, passed, score,
                             [None if p else "not_learning" for p in passed])
