@@ -13,9 +13,9 @@ The public API (see ../README.md):
 * :func:`sample` — random valid genomes; :class:`Population` — a batch of genomes;
 * :class:`FormulaError` — what bad formula text raises;
 * :func:`use_cpu_cores` — run the engine on every CPU core (call it before any computation);
-* :class:`LossEvolution` — the CSE evolution as an evosax ask/tell algorithm over genomes, with
-  :func:`as_solutions` / :func:`from_solutions` between a Population and its solution pytrees
-  (loaded on first use: evosax computes with JAX when imported).
+* :class:`LossEvolution` — the CSE evolution, and :class:`RandomSearch` — random search, as evosax
+  ask/tell algorithms whose solutions are genomes: ``ask`` returns a :class:`Population`, ``tell``
+  takes one (loaded on first use: evosax computes with JAX when imported).
 
 The engine never imports torch; the PyTorch side lives in the ``bridge`` package.
 """
@@ -53,22 +53,22 @@ def parse(text: str, branch: str, max_nodes: int | None = DEFAULT_MAX_NODES) -> 
     return Loss.parse(text, branch, max_nodes)
 
 
-_STRATEGY = ("LossEvolution", "as_solutions", "from_solutions")
+_STRATEGY = {"LossEvolution": "cse", "RandomSearch": "random"}  # name: jaxloss.evolution module
 
 
 def __getattr__(name: str):
-    # the strategy imports evosax, which computes with JAX at import: load it on first use so
+    # the strategies import evosax, which computes with JAX at import: load them on first use so
     # that `import jaxloss` leaves the choice of CPU devices open (jaxloss.use_cpu_cores)
     if name in _STRATEGY:
-        from jaxloss.evolution import cse
+        import importlib
 
-        return getattr(cse, name)
+        return getattr(importlib.import_module(f"jaxloss.evolution.{_STRATEGY[name]}"), name)
     raise AttributeError(f"module 'jaxloss' has no attribute {name!r}")
 
 
 __all__ = [
     "BRANCHES", "Branch", "FormulaError", "GUARDS", "INITIAL_LOSS", "LIBRARY", "Loss",
-    "LossEvolution", "Population", "REASONS", "RELEASE_FORMS", "TunedLoss", "Verdict", "Verdicts",
-    "as_population", "as_solutions", "check", "evaluate", "from_solutions", "funnel", "parse",
-    "sample", "simulate", "tune_constants",
+    "LossEvolution", "Population", "REASONS", "RELEASE_FORMS", "RandomSearch", "TunedLoss",
+    "Verdict", "Verdicts", "as_population", "check", "evaluate", "funnel", "parse", "sample",
+    "simulate", "tune_constants",
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxloss
 from jaxloss import LIBRARY, parse
-from jaxloss.genome.population import (concatenate, from_graphs, from_losses, pad_capacity,
+from jaxloss.genome.population import (empty_genome, from_graphs, from_losses, pad_capacity,
                                        validity_errors)
 from jaxloss.space import ops
 from jaxloss.space.branches import BRANCHES
@@ -54,10 +56,23 @@ def test_population_round_trip_through_graphs():
     assert [pop[k].graph for k in range(3)] == [l.graph for l in losses]
     wide = pad_capacity(pop, 24)
     assert wide.capacity == 24 and wide.losses() == losses
-    both = concatenate([pop, from_losses([LIBRARY["CSE-Autoloss-B_reg"]])])
-    assert len(both) == 4 and both.capacity == LIBRARY["CSE-Autoloss-B_reg"].size
     with pytest.raises(ValueError, match="capacity"):
         from_graphs([LIBRARY["CSE-Autoloss-B_reg"].graph], "reg", 16)
+
+
+def test_population_as_numpy_and_jax_arrays_and_one_genome():
+    pop = from_losses([LIBRARY["IoU"], LIBRARY["GIoU"]], 12)
+    on_device = pop.jax()
+    assert all(isinstance(getattr(on_device, f), jax.Array) and getattr(on_device, f).dtype
+               == jnp.int32 for f in ("ops", "lhs", "rhs", "size"))
+    back = on_device.numpy()
+    assert back.branch == "reg" and back.losses() == pop.losses()
+    assert all(isinstance(getattr(back, f), np.ndarray) for f in ("ops", "lhs", "rhs", "size"))
+    one = empty_genome(12, "reg")  # the per-genome form, as vmap sees it
+    assert one.ops.shape == (12,) and one.size.shape == () and one.branch == "reg"
+    assert jax.tree.structure(one) == jax.tree.structure(on_device)
+    first = jax.tree.map(lambda a: a[0], on_device)
+    assert jax.tree.structure(first) == jax.tree.structure(one)
 
 
 def test_dead_nodes_and_duplicates_are_dropped_when_read_back():

@@ -1,4 +1,5 @@
-"""The search: variation operators, the evosax strategy, the CLI, and kill-and-resume."""
+"""The search: the evosax strategy, the CLI, and kill-and-resume (the variation operators are
+tested in test_strategy.py)."""
 
 from __future__ import annotations
 
@@ -9,43 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss.genome.population import validity_errors
-from jaxloss.genome.variation import MUTATIONS, offspring
 from jaxloss.search import Settings, SettingsError, run_search
 from jaxloss.search.cli import main as cli_main
 from jaxloss.search.settings import validate
 from tests.processes import python_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.mark.parametrize("p_crossover, p_mutation", [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0),
-                                                     (0.5, 0.3)])
-def test_offspring_are_valid_and_vary_at_the_rates_asked(branch, p_crossover, p_mutation):
-    parents = jaxloss.sample(branch, 100, seed=3, max_nodes=16)
-    n = 2000
-    mothers = np.arange(n) % 100
-    fathers = (mothers + 37) % 100
-    kids, flags = offspring(jax.random.key(5), parents, mothers, fathers,
-                            p_crossover=p_crossover, p_mutation=p_mutation)
-    assert len(kids) == n and kids.capacity == 16 and kids.branch == branch
-    assert (validity_errors(kids) == 0).all()
-    crossed, mutated = flags[:, 0] == 1, flags[:, 1] >= 0
-    # Bernoulli rates within 4 standard deviations
-    for rate, p in ((crossed.mean(), p_crossover), (mutated.mean(), p_mutation)):
-        assert abs(rate - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-9
-    changed = np.array([kids[k].key != parents[int(mothers[k])].key for k in range(n)])
-    assert not changed[~crossed & ~mutated].any()  # untouched offspring are exact copies
-    if p_mutation == 1.0:
-        assert changed.mean() > 0.9  # a mutation changes the loss (a few land on a copy)
-        assert set(np.unique(flags[:, 1])) == set(range(len(MUTATIONS)))
-    if p_crossover == 1.0:
-        assert changed.mean() > 0.75  # a donor subtree can equal the one it replaces
 
 
 def test_settings_are_validated_with_clear_messages():

@@ -1,6 +1,8 @@
-"""The evolution (jaxloss.strategy, jaxloss.variation): tournaments draw only measured parents,
-tell is a (mu + lambda) selection of measured genomes, every random draw of a mutation has its own
-key (the distribution of what a mutation produces is tested, not only that it runs)."""
+"""The evolution (jaxloss.evolution.cse, jaxloss.evolution.random, jaxloss.genome.variation):
+solutions are Population pytrees, tournaments draw only measured parents, tell is a (mu + lambda)
+selection of measured genomes, offspring are valid and vary at the rates asked, every random draw
+of a mutation has its own key (the distribution of what a mutation produces is tested, not only
+that it runs), random search asks fresh random genomes."""
 
 from __future__ import annotations
 
@@ -11,15 +13,10 @@ import pytest
 from scipy import stats
 
 import jaxloss
-from jaxloss.evolution.cse import (
-    LossEvolution,
-    as_solutions,
-    from_solutions,
-    initial_parents,
-    num_filled,
-)
+from jaxloss.evolution.cse import LossEvolution, initial_parents, num_filled
+from jaxloss.evolution.random import RandomSearch
 from jaxloss.genome import variation
-from jaxloss.genome.population import from_graphs
+from jaxloss.genome.population import Population, from_graphs, pad_capacity, validity_errors
 from jaxloss.space import branches
 from jaxloss.space.library import LIBRARY
 from jaxloss.space.parse import parse_graph
@@ -36,12 +33,26 @@ def _keys(pop):
     return [pop[k].key for k in range(len(pop))]
 
 
-def test_the_strategy_and_its_conversions_are_exported_at_the_top_level():
+def test_the_strategies_are_exported_and_their_solutions_are_populations():
     assert jaxloss.LossEvolution is LossEvolution
+    assert jaxloss.RandomSearch is RandomSearch
     pop = _genomes("x", "log(sigmoid(x)) * w", "y - x")
-    back = jaxloss.from_solutions(jaxloss.as_solutions(pop), BRANCH)
-    assert _keys(back) == _keys(pop)
-    assert (back.ops == pop.ops).all() and (back.size == pop.size).all()
+    for strategy in (_strategy(num_parents=3), _random(num_parents=3)):
+        # the solution template is one genome: arrays [C] and [], the branch static
+        template = strategy.solution
+        assert isinstance(template, Population) and template.branch == BRANCH
+        assert template.ops.shape == (CAPACITY,) and template.size.shape == ()
+        assert strategy.num_dims == 3 * CAPACITY + 1
+        state = strategy.init(jax.random.key(0), pop, jnp.array([-0.1, -0.2, -0.3]),
+                              strategy.default_params)
+        back = strategy.get_population(state)
+        assert isinstance(back, Population) and back.branch == BRANCH
+        assert _keys(back.numpy()) == _keys(pop)
+        assert (np.asarray(back.ops) == pop.ops).all() and (np.asarray(back.size) == pop.size).all()
+        kids, _ = strategy.ask(jax.random.key(1), state, strategy.default_params)
+        assert isinstance(kids, Population) and kids.branch == BRANCH
+        assert isinstance(kids.ops, jax.Array) and kids.ops.shape == (6, CAPACITY)
+        assert kids.size.shape == (6,) and kids.ops.dtype == jnp.int32
 
 
 def test_tournaments_draw_only_entries_with_a_measured_fitness():
@@ -69,18 +80,23 @@ def _strategy(num_parents, population_size=6, **kw):
                          num_parents=num_parents, **kw)
 
 
-def test_tell_keeps_the_best_measured_distinct_genomes_of_parents_and_offspring():
-    strategy = _strategy(num_parents=3)
+def _random(num_parents, population_size=6, **kw):
+    return RandomSearch(population_size=population_size, branch=BRANCH, capacity=CAPACITY,
+                        num_parents=num_parents, **kw)
+
+
+@pytest.mark.parametrize("make", [_strategy, _random], ids=["cse", "random"])
+def test_tell_keeps_the_best_measured_distinct_genomes_of_parents_and_offspring(make):
+    strategy = make(num_parents=3)
     params = strategy.default_params
     parents = _genomes("x", "x * y", "x + y")
-    state = strategy.init(jax.random.key(0), as_solutions(parents),
-                          jnp.array([-0.5, jnp.inf, jnp.inf]), params)
+    state = strategy.init(jax.random.key(0), parents, jnp.array([-0.5, jnp.inf, jnp.inf]), params)
     assert num_filled(state) == 1
     kids = _genomes("exp(x)", "x - y", "w * x", "sigmoid(x)", "x", "exp(x)")
     #               better   nan      +inf     -inf         parent  duplicate of kid 0
     fitness = jnp.array([-0.9, jnp.nan, jnp.inf, -jnp.inf, -0.5, -0.9])
-    state, _ = strategy.tell(jax.random.key(1), as_solutions(kids), fitness, state, params)
-    kept = from_solutions(jax.vmap(strategy._unravel_solution)(state.population), BRANCH)
+    state, _ = strategy.tell(jax.random.key(1), kids, fitness, state, params)
+    kept = strategy.get_population(state).numpy()
     fit = np.asarray(state.fitness)
     # two measured distinct genomes (exp(x) once, x once); the third slot stays empty
     assert num_filled(state) == 2
@@ -91,16 +107,17 @@ def test_tell_keeps_the_best_measured_distinct_genomes_of_parents_and_offspring(
     assert float(state.best_fitness) == pytest.approx(-0.9)
 
 
-def test_tell_is_a_mu_plus_lambda_selection():
-    strategy = _strategy(num_parents=2, population_size=3)
+@pytest.mark.parametrize("make", [_strategy, _random], ids=["cse", "random"])
+def test_tell_is_a_mu_plus_lambda_selection(make):
+    strategy = make(num_parents=2, population_size=3)
     params = strategy.default_params
-    state = strategy.init(jax.random.key(0), as_solutions(_genomes("x", "x * y")),
-                          jnp.array([-0.8, -0.7]), params)
+    state = strategy.init(jax.random.key(0), _genomes("x", "x * y"), jnp.array([-0.8, -0.7]),
+                          params)
     # worse offspring do not replace better parents; a better one replaces the worst parent
     kids = _genomes("exp(x)", "w * x", "y - x")
-    state, _ = strategy.tell(jax.random.key(1), as_solutions(kids),
-                             jnp.array([-0.1, -0.75, jnp.nan]), state, params)
-    kept = from_solutions(jax.vmap(strategy._unravel_solution)(state.population), BRANCH)
+    state, _ = strategy.tell(jax.random.key(1), kids, jnp.array([-0.1, -0.75, jnp.nan]), state,
+                             params)
+    kept = strategy.get_population(state).numpy()
     assert _keys(kept) == [_genomes("x")[0].key, _genomes("w * x")[0].key]
     np.testing.assert_allclose(np.asarray(state.fitness), [-0.8, -0.75])
 
@@ -113,16 +130,15 @@ def test_ask_breeds_only_from_measured_parents_and_proposes_no_copy_of_them():
     n = 400
     plain = _strategy(num_parents=4, population_size=n, p_crossover=0.0, p_mutation=0.0,
                       refresh_tries=0)
-    state = plain.init(jax.random.key(0), as_solutions(parents), fitness, plain.default_params)
+    state = plain.init(jax.random.key(0), parents, fitness, plain.default_params)
     kids, _ = plain.ask(jax.random.key(1), state, plain.default_params)
-    keys = _keys(from_solutions(kids, BRANCH))
+    keys = _keys(kids.numpy())
     assert set(keys) == {parents[0].key}  # no variation: copies of the one measured parent
 
     strategy = _strategy(num_parents=4, population_size=n)  # the search's defaults
-    state = strategy.init(jax.random.key(0), as_solutions(parents), fitness,
-                          strategy.default_params)
+    state = strategy.init(jax.random.key(0), parents, fitness, strategy.default_params)
     kids, _ = strategy.ask(jax.random.key(1), state, strategy.default_params)
-    keys = _keys(from_solutions(kids, BRANCH))
+    keys = _keys(kids.numpy())
     assert parents[1].key not in keys  # never bred from an unmeasured slot
     # an offspring equal to its (already measured) parent is mutated again, up to 3 times
     assert sum(k == parents[0].key for k in keys) <= 0.01 * n
@@ -131,19 +147,78 @@ def test_ask_breeds_only_from_measured_parents_and_proposes_no_copy_of_them():
 
 def test_initial_parents_hold_one_measured_genome():
     pop = _genomes(str(LIBRARY["FLI"]))
-    solutions, fitness = initial_parents(pop, -0.25, 5)
-    assert solutions["ops"].shape == (5, CAPACITY)
+    parents, fitness = initial_parents(pop, -0.25, 5)
+    assert isinstance(parents, Population) and parents.branch == BRANCH
+    assert parents.ops.shape == (5, CAPACITY) and parents.size.shape == (5,)
+    assert _keys(parents.numpy()) == _keys(pop) * 5
     np.testing.assert_array_equal(np.isfinite(np.asarray(fitness)), [True] + [False] * 4)
     assert float(fitness[0]) == pytest.approx(-0.25)
     with pytest.raises(ValueError, match="one genome"):
         initial_parents(_genomes("x", "y"), 0.0, 3)
 
 
+def test_random_search_asks_fresh_random_valid_genomes_whatever_its_state():
+    n = 200
+    strategy = _random(num_parents=3, population_size=n)
+    params = strategy.default_params
+    parents = _genomes("x", "x * y", "x + y")
+    state = strategy.init(jax.random.key(0), parents, jnp.array([-0.5, jnp.inf, jnp.inf]), params)
+    key = jax.random.key(7)
+    kids, same_state = strategy.ask(key, state, params)
+    assert same_state is state
+    # the sampler's genomes for a seed drawn from the key, padded to the capacity
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    expected = pad_capacity(jaxloss.sample(BRANCH, n, seed=seed, max_nodes=16), CAPACITY)
+    kids = kids.numpy()
+    for field in ("ops", "lhs", "rhs", "size"):
+        np.testing.assert_array_equal(getattr(kids, field), getattr(expected, field))
+    assert (validity_errors(kids) == 0).all() and kids.size.max() <= 16
+    assert len(set(_keys(kids))) > 0.9 * n
+    # the record of the best does not steer it: another state, the same genomes for the key
+    told, _ = strategy.tell(jax.random.key(1), kids, jnp.linspace(-1, 0, n), state, params)
+    again, _ = strategy.ask(key, told, params)
+    np.testing.assert_array_equal(np.asarray(again.ops), kids.ops)
+    other, _ = strategy.ask(jax.random.key(8), state, params)
+    assert not np.array_equal(np.asarray(other.ops), kids.ops)
+    # a capacity under 16 caps the node count
+    small = RandomSearch(population_size=50, branch=BRANCH, capacity=5, num_parents=2)
+    first = from_graphs([parse_graph("x", BRANCH, 5)] * 2, BRANCH, 5)
+    state = small.init(jax.random.key(0), first, jnp.array([-0.1, jnp.inf]), small.default_params)
+    kids, _ = small.ask(key, state, small.default_params)
+    assert kids.ops.shape == (50, 5) and int(kids.size.max()) <= 5
+    assert (validity_errors(kids.numpy()) == 0).all()
+
+
+@pytest.mark.parametrize("p_crossover, p_mutation", [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0),
+                                                     (0.5, 0.3)])
+def test_offspring_are_valid_and_vary_at_the_rates_asked(branch, p_crossover, p_mutation):
+    parents = jaxloss.sample(branch, 100, seed=3, max_nodes=16)
+    n = 2000
+    mothers = np.arange(n) % 100
+    fathers = (mothers + 37) % 100
+    kids, flags = variation.vary(jax.random.key(5), parents.jax(), jnp.asarray(mothers),
+                                 jnp.asarray(fathers), jnp.float32(p_crossover),
+                                 jnp.float32(p_mutation))
+    assert isinstance(kids, Population)
+    kids, flags = kids.numpy(), np.asarray(flags)
+    assert len(kids) == n and kids.capacity == 16 and kids.branch == branch
+    assert (validity_errors(kids) == 0).all()
+    crossed, mutated = flags[:, 0] == 1, flags[:, 1] >= 0
+    # Bernoulli rates within 4 standard deviations
+    for rate, p in ((crossed.mean(), p_crossover), (mutated.mean(), p_mutation)):
+        assert abs(rate - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-9
+    changed = np.array([kids[k].key != parents[int(mothers[k])].key for k in range(n)])
+    assert not changed[~crossed & ~mutated].any()  # untouched offspring are exact copies
+    if p_mutation == 1.0:
+        assert changed.mean() > 0.9  # a mutation changes the loss (a few land on a copy)
+        assert set(np.unique(flags[:, 1])) == set(range(len(variation.MUTATIONS)))
+    if p_crossover == 1.0:
+        assert changed.mean() > 0.75  # a donor subtree can equal the one it replaces
+
+
 def _mutation_blocks(formula: str, n: int, seed: int = 0):
-    pop = _genomes(formula)
-    genome = ((jnp.asarray(pop.ops[0]), jnp.asarray(pop.lhs[0]), jnp.asarray(pop.rhs[0])),
-              jnp.asarray(pop.size[0]))
-    blocks = jax.jit(jax.vmap(lambda k: variation._mutation_block(k, genome, BRANCH)))(
+    genome = jax.tree.map(lambda a: a[0], _genomes(formula).jax())  # one genome: [C] and []
+    blocks = jax.jit(jax.vmap(lambda k: variation._mutation_block(k, genome)))(
         jax.random.split(jax.random.key(seed), n))
     return tuple(map(np.asarray, blocks))
 

@@ -1,7 +1,11 @@
 """The CSE-Autoloss evolution as an evosax algorithm over integer genomes (ask / tell).
 
-A population-based evosax algorithm whose solutions are loss genomes ({ops, lhs, rhs: [C], size: []},
-int32; raveled by evosax to int32 vectors of length 3C + 1):
+A population-based evosax algorithm whose solution template is one genome, a
+:class:`~jaxloss.genome.population.Population` with ops, lhs, rhs int32 [C], size int32 [] and the
+static branch (:func:`~jaxloss.genome.population.empty_genome`). ``ask`` returns, and ``tell`` and
+``init`` take, a batch of genomes: a Population with arrays [N, C] and [N]. Inside the state evosax
+keeps them raveled, as int32 rows of length 3C + 1 (ops, lhs, rhs, size); nothing here depends on
+that column order:
 
 * state: up to ``num_parents`` (P) *parents* and their fitness (evosax minimises: use minus the
   score). Only genomes with a measured fitness are parents: a slot whose fitness is +inf is empty
@@ -27,16 +31,18 @@ So the search loop reads like any evosax loop::
     params = strategy.default_params
     state = strategy.init(key, initial_parents, initial_fitness, params)
     for generation in range(E):
-        population, state = strategy.ask(key_ask, state, params)
+        population, state = strategy.ask(key_ask, state, params)   # a Population [N]
         fitness = evaluate(population)            # the funnel: checks, simulation, detectors
         state, metrics = strategy.tell(key_tell, population, fitness, state, params)
+
+Random search, the ablation without evolution, is its own algorithm with the same init / tell
+(:mod:`jaxloss.evolution.random`).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from evosax.algorithms.population_based.base import (
     Params as BaseParams,
 )
@@ -48,7 +54,7 @@ from evosax.algorithms.population_based.base import (
 )
 from flax import struct
 
-from jaxloss.genome.population import Population
+from jaxloss.genome.population import Population, empty_genome
 from jaxloss.genome.variation import tournament, vary
 from jaxloss.space import branches
 
@@ -66,31 +72,13 @@ class Params(BaseParams):
     refresh_tries: int = struct.field(pytree_node=False, default=3)
 
 
-def genome_template(capacity: int) -> dict:
-    """The solution pytree of one genome (all int32)."""
-    z = jnp.zeros(capacity, jnp.int32)
-    return {"ops": z, "lhs": z, "rhs": z, "size": jnp.zeros((), jnp.int32)}
-
-
-def as_solutions(pop: Population) -> dict:
-    """A Population as a batch of solution pytrees (leading dimension P)."""
-    return {"ops": jnp.asarray(pop.ops, jnp.int32), "lhs": jnp.asarray(pop.lhs, jnp.int32),
-            "rhs": jnp.asarray(pop.rhs, jnp.int32), "size": jnp.asarray(pop.size, jnp.int32)}
-
-
-def from_solutions(solutions: dict, branch: str) -> Population:
-    """A batch of solution pytrees as a (NumPy) Population."""
-    return Population(*(np.asarray(solutions[k], np.int32) for k in ("ops", "lhs", "rhs", "size")),
-                      branch)
-
-
 def measured(fitness: jax.Array) -> jax.Array:
     """Fitness with every value that is not a measurement (NaN, ±inf) as +inf: an empty slot."""
     return jnp.where(jnp.isfinite(fitness), fitness, jnp.inf)
 
 
 def initial_parents(genome: Population, fitness: float, num_parents: int
-                    ) -> tuple[dict, jax.Array]:
+                    ) -> tuple[Population, jax.Array]:
     """The first parents: one genome with its measured fitness, the other slots empty.
 
     Args:
@@ -99,13 +87,13 @@ def initial_parents(genome: Population, fitness: float, num_parents: int
       num_parents: P, the number of slots.
 
     Returns:
-      (solutions [P], fitness float32 [P]) for :meth:`LossEvolution.init`: row 0 is the genome with
-      ``fitness``, the other rows copies of it with +inf (empty slots, never drawn).
+      (parents, a Population [P] of JAX arrays; fitness float32 [P]) for ``init``: genome 0 is
+      the genome with ``fitness``, the others copies of it with +inf (empty slots, never drawn).
     """
     if len(genome) != 1:
         raise ValueError(f"initial_parents takes one genome, got {len(genome)}")
-    solutions = jax.tree.map(lambda a: jnp.repeat(a, num_parents, axis=0), as_solutions(genome))
-    return solutions, jnp.full((num_parents,), jnp.inf).at[0].set(fitness)
+    parents = jax.tree.map(lambda a: jnp.repeat(a, num_parents, axis=0), genome.jax())
+    return parents, jnp.full((num_parents,), jnp.inf).at[0].set(fitness)
 
 
 def num_filled(state) -> int:
@@ -119,20 +107,21 @@ class LossEvolution(PopulationBasedAlgorithm):
     def __init__(self, population_size: int, branch: str, capacity: int, num_parents: int,
                  p_crossover: float = 0.5, p_mutation: float = 0.5, tournament_size: int = 3,
                  refresh_tries: int = 3):
-        super().__init__(population_size, genome_template(capacity))
         self.branch = branches.get(branch).name
+        super().__init__(population_size, empty_genome(capacity, self.branch))
         self.capacity = capacity
         self.num_parents = num_parents
         self._default_params = Params(p_crossover=p_crossover, p_mutation=p_mutation,
                                       tournament_size=tournament_size,
                                       refresh_tries=refresh_tries)
 
-    def init(self, key, population, fitness, params):
-        """Parents ``population`` [P] with their fitness [P] (+inf: an empty slot)."""
+    def init(self, key, population: Population, fitness, params):
+        """Parents ``population`` (a Population [P]) and their fitness [P] (+inf: empty slot)."""
         return super().init(key, population, measured(jnp.asarray(fitness, jnp.float32)), params)
 
-    def tell(self, key, population, fitness, state, params):
-        """Offspring [N] and their fitness [N]; NaN and ±inf count as not measured."""
+    def tell(self, key, population: Population, fitness, state, params):
+        """Offspring (a Population [N]) and their fitness [N]; NaN and ±inf count as not
+        measured."""
         return super().tell(key, population, measured(jnp.asarray(fitness, jnp.float32)), state,
                             params)
 
@@ -151,23 +140,36 @@ class LossEvolution(PopulationBasedAlgorithm):
         mothers = tournament(k_mother, state.fitness, n, params.tournament_size)
         fathers = tournament(k_father, state.fitness, n, params.tournament_size)
         parents = jax.vmap(self._unravel_solution)(state.population)
-        genomes = ((parents["ops"], parents["lhs"], parents["rhs"]), parents["size"])
-        ((o, a, b), size), _ = vary(k_vary, genomes, mothers, fathers, params.p_crossover,
-                                    params.p_mutation, branch_name=self.branch,
-                                    refresh_tries=params.refresh_tries)
-        children = {"ops": o, "lhs": a, "rhs": b, "size": size}
+        children, _ = vary(k_vary, parents, mothers, fathers, params.p_crossover,
+                           params.p_mutation, refresh_tries=params.refresh_tries)
         return jax.vmap(self._ravel_solution)(children), state
 
     def _tell(self, key, population, fitness, state: State, params: Params) -> State:
-        pool = jnp.concatenate([state.population, population])
-        pool_fitness = measured(jnp.concatenate([state.fitness, fitness]))
-        # a genome counts once; the copy kept is the first with the best fitness, so a
-        # re-measured parent never loses its slot to an unmeasured copy of itself
-        order = jnp.argsort(pool_fitness, stable=True)
-        pool, pool_fitness = pool[order], pool_fitness[order]
-        pool_fitness = jnp.where(_repeats(pool), jnp.inf, pool_fitness)
-        best = jnp.argsort(pool_fitness, stable=True)[: self.num_parents]
-        return state.replace(population=pool[best], fitness=pool_fitness[best])
+        kept, kept_fitness = best_distinct(jnp.concatenate([state.population, population]),
+                                           jnp.concatenate([state.fitness, fitness]),
+                                           self.num_parents)
+        return state.replace(population=kept, fitness=kept_fitness)
+
+
+def best_distinct(pool: jax.Array, fitness: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """The best ``k`` distinct measured rows of a pool (a (mu + lambda) selection).
+
+    Args:
+      pool: raveled genomes [M, D] (any column order: only row equality matters).
+      fitness: float [M], lower is better; NaN and ±inf are not measurements.
+      k: rows to keep (k <= M).
+
+    Returns:
+      (rows [k], fitness [k]) by ascending fitness; identical rows count once (the copy kept is
+      the first with the best fitness, so a re-measured parent never loses its slot to an
+      unmeasured copy of itself); slots without a measured row get +inf (empty).
+    """
+    fitness = measured(fitness)
+    order = jnp.argsort(fitness, stable=True)
+    pool, fitness = pool[order], fitness[order]
+    fitness = jnp.where(_repeats(pool), jnp.inf, fitness)
+    best = jnp.argsort(fitness, stable=True)[:k]
+    return pool[best], fitness[best]
 
 
 def _repeats(rows):

@@ -21,9 +21,10 @@ and ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxloss.space import branches, ops
@@ -71,8 +72,14 @@ class Population:
         return [self[k] for k in range(len(self))]
 
     def numpy(self) -> "Population":
+        """The same genomes as NumPy int32 arrays (host-side)."""
         return Population(*(np.asarray(a, np.int32) for a in (self.ops, self.lhs, self.rhs,
                                                               self.size)), self.branch)
+
+    def jax(self) -> "Population":
+        """The same genomes as JAX int32 arrays (for jitted code and evosax ask / tell)."""
+        return Population(*(jnp.asarray(a, jnp.int32) for a in (self.ops, self.lhs, self.rhs,
+                                                                self.size)), self.branch)
 
 
 jax.tree_util.register_dataclass(
@@ -83,6 +90,16 @@ def empty(n: int, capacity: int, branch: str) -> Population:
     """A population of ``n`` all-zero genome slots (size 0: not yet valid)."""
     z = np.zeros((n, capacity), np.int32)
     return Population(z, z.copy(), z.copy(), np.zeros(n, np.int32), branches.get(branch).name)
+
+
+def empty_genome(capacity: int, branch: str) -> Population:
+    """One all-zero genome as JAX arrays: ``ops``/``lhs``/``rhs`` [capacity], ``size`` [].
+
+    The per-genome form (what a function vmapped over a population sees) and the evosax solution
+    template of the evolution algorithms (:mod:`jaxloss.evolution`).
+    """
+    z = jnp.zeros(capacity, jnp.int32)
+    return Population(z, z, z, jnp.zeros((), jnp.int32), branches.get(branch).name)
 
 
 def from_graphs(graphs: Sequence[Sequence[Node]], branch: str, capacity: int) -> Population:
@@ -155,18 +172,6 @@ def genome_to_graph(pop: Population, k: int) -> tuple[Node, ...]:
         raise ValueError(f"genome {k} is empty (size 0)")
     codes, lhs, rhs = (np.asarray(a[k, :size]).tolist() for a in (pop.ops, pop.lhs, pop.rhs))
     return compact(list(zip(codes, lhs, rhs)), size - 1)
-
-
-def concatenate(pops: Iterable[Population]) -> Population:
-    """Stack populations of one branch; genomes are padded to the largest capacity."""
-    pops = list(pops)
-    capacity = max(p.capacity for p in pops)
-    branch = pops[0].branch
-    if any(p.branch != branch for p in pops):
-        raise ValueError("cannot concatenate populations of different branches")
-    padded = [pad_capacity(p, capacity) for p in pops]
-    return Population(*(np.concatenate([np.asarray(getattr(p, f)) for p in padded])
-                        for f in ("ops", "lhs", "rhs", "size")), branch)
 
 
 def pad_capacity(pop: Population, capacity: int) -> Population:

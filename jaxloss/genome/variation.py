@@ -18,6 +18,11 @@ crossover              the other parent's nodes up to a random node j (its subtr
 The grafted genome lives in a buffer of twice the capacity and is then *compacted*: dead nodes are
 dropped and the rest renumbered in order. A result that still needs more than ``capacity`` nodes is
 discarded and the parent is kept, so offspring are always valid genomes of the branch.
+
+Genomes are :class:`~jaxloss.genome.population.Population` pytrees: :func:`vary` takes a batch
+(arrays [P, C] and [P]); :func:`graft`, :func:`compact_genome`, :func:`mutate_one` and
+:func:`crossover_one` take one genome as a function vmapped over a batch sees it (arrays [C] and
+[]). The branch is the Population's static ``branch``.
 """
 
 from __future__ import annotations
@@ -26,11 +31,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from jaxloss.genome.population import ARITY, Population
-from jaxloss.space import branches, ops
+from jaxloss.space import branches
 
 MUTATIONS = ("operator", "subtree", "insert", "delete", "leaf_swap")
 MAX_GRAFT = 3  # nodes of T for mutations
@@ -46,20 +50,20 @@ def _choice(key, options):
     return options[jax.random.randint(key, (), 0, options.shape[0])]
 
 
-def graft(genome, i, t_ops, t_lhs, t_rhs, t_len):
+def graft(genome: Population, i, t_ops, t_lhs, t_rhs, t_len) -> Population:
     """Insert T after node i and redirect later readers of node i to T's last node.
 
     Args:
-      genome: (ops, lhs, rhs) int32 [C] and size, scalar int32.
+      genome: one genome: ops, lhs, rhs int32 [C], size int32 [].
       i: scalar node index < size.
       t_ops, t_lhs, t_rhs: int32 [T] block (only the first ``t_len`` used), operands already in
         final positions: an existing node ≤ i, or i + 1 + l for an earlier node l of T.
       t_len: scalar number of nodes in T (≥ 1).
 
     Returns:
-      (ops, lhs, rhs) int32 [C + T] and the new size.
+      The genome with ops, lhs, rhs int32 [C + T] and the new size.
     """
-    (o, a, b), size = genome
+    o, a, b, size = genome.ops, genome.lhs, genome.rhs, genome.size
     cap = o.shape[0]
     width = cap + t_ops.shape[0]
     s = jnp.arange(width)
@@ -82,12 +86,21 @@ def graft(genome, i, t_ops, t_lhs, t_rhs, t_len):
     new_o = jnp.where(valid, new_o, 0)
     new_a = jnp.where(valid & (arity >= 1), new_a, 0)
     new_b = jnp.where(valid & (arity == 2), new_b, 0)
-    return (new_o, new_a, new_b), new_size
+    return Population(new_o, new_a, new_b, new_size, genome.branch)
 
 
-def compact(genome, capacity: int):
-    """Drop dead nodes and renumber; returns ((ops, lhs, rhs) [capacity], size, fits)."""
-    (o, a, b), size = genome
+def compact_genome(genome: Population, capacity: int) -> tuple[Population, jax.Array]:
+    """Drop dead nodes and renumber (the traced counterpart of :func:`jaxloss.space.graph.compact`).
+
+    Args:
+      genome: one genome of any width W (ops, lhs, rhs [W], size []).
+      capacity: the width of the result.
+
+    Returns:
+      (the genome with arrays [capacity], fits: bool [], whether its live nodes fit in
+      ``capacity``; when they do not, the result is meaningless).
+    """
+    o, a, b, size = genome.ops, genome.lhs, genome.rhs, genome.size
     width = o.shape[0]
     arity = jnp.asarray(ARITY)[o]
 
@@ -106,7 +119,7 @@ def compact(genome, capacity: int):
     for field, need in ((o, 0), (a, 1), (b, 2)):
         value = field if need == 0 else jnp.where(arity >= need, new_index[field], 0)
         out.append(jnp.zeros(capacity, jnp.int32).at[target].set(value, mode="drop"))
-    return tuple(out), n.astype(jnp.int32), n <= capacity
+    return Population(*out, n.astype(jnp.int32), genome.branch), n <= capacity
 
 
 def _other_leaf(key, leaves, exclude):
@@ -121,10 +134,11 @@ def _other(key, options, exclude):
     return jnp.where(pick == exclude, options[options.shape[0] - 1], pick)
 
 
-def _mutation_block(key, genome, branch_name: str):
-    """Choose a mutation and build its (i, T); returns (i, t_ops, t_lhs, t_rhs, t_len, kind)."""
-    leaves, unary, binary, arity_table = _branch_tables(branch_name)
-    (o, a, b), size = genome
+def _mutation_block(key, genome: Population):
+    """Choose a mutation of one genome and build its (i, T); returns (i, t_ops, t_lhs, t_rhs,
+    t_len, kind)."""
+    leaves, unary, binary, arity_table = _branch_tables(genome.branch)
+    o, a, b, size = genome.ops, genome.lhs, genome.rhs, genome.size
     # one key per draw: draws that share a key are correlated (randint of the same bits gives
     # e.g. shape == leaf index % 3, leaving two thirds of the subtree shapes unreachable)
     (k_node, k_kind, k_leaf, k_other_leaf, k_unary, k_binary, k_op_bin, k_op_un, k_leaf2,
@@ -191,21 +205,22 @@ def _select(index, options):
     return jax.tree.map(lambda *xs: jnp.stack(xs)[index], *options)
 
 
-def mutate_one(key, genome, *, branch_name: str, capacity: int):
-    """One random mutation of one genome; the parent itself if the result does not fit."""
-    i, t_ops, t_lhs, t_rhs, t_len, kind = _mutation_block(key, genome, branch_name)
+def mutate_one(key, genome: Population) -> tuple[Population, jax.Array]:
+    """One random mutation of one genome; the parent itself if the result does not fit.
+
+    Returns (the child, of the parent's capacity; the mutation's kind, an index of MUTATIONS).
+    """
+    i, t_ops, t_lhs, t_rhs, t_len, kind = _mutation_block(key, genome)
     grafted = graft(genome, i, t_ops, t_lhs, t_rhs, t_len)
-    child, size, fits = compact(grafted, capacity)
-    (o, a, b), parent_size = genome
-    keep = ~fits
-    child = tuple(jnp.where(keep, p, c) for p, c in zip((o, a, b), child))
-    return (child, jnp.where(keep, parent_size, size)), kind
+    child, fits = compact_genome(grafted, genome.capacity)
+    return _where(fits, child, genome), kind
 
 
-def crossover_one(key, genome, donor, *, capacity: int):
-    """Graft the donor's subtree rooted at a random node j in place of a random node i."""
-    (o, a, b), size = genome
-    (do, da, db), dsize = donor
+def crossover_one(key, genome: Population, donor: Population) -> Population:
+    """Graft the donor's subtree rooted at a random node j in place of a random node i of one
+    genome; the genome itself if the result does not fit its capacity."""
+    size = genome.size
+    do, da, db, dsize = donor.ops, donor.lhs, donor.rhs, donor.size
     k1, k2 = jax.random.split(key)
     i = jax.random.randint(k1, (), 0, size)
     j = jax.random.randint(k2, (), 0, dsize)
@@ -216,78 +231,62 @@ def crossover_one(key, genome, donor, *, capacity: int):
     t_lhs = jnp.where(arity >= 1, da + offset, 0)
     t_rhs = jnp.where(arity == 2, db + offset, 0)
     grafted = graft(genome, i, t_ops, t_lhs, t_rhs, t_len)
-    child, csize, fits = compact(grafted, capacity)
-    child = tuple(jnp.where(fits, c, p) for p, c in zip((o, a, b), child))
-    return child, jnp.where(fits, csize, size)
+    child, fits = compact_genome(grafted, genome.capacity)
+    return _where(fits, child, genome)
 
 
-def _as_genomes(pop: Population):
-    return (jnp.asarray(pop.ops), jnp.asarray(pop.lhs), jnp.asarray(pop.rhs)), jnp.asarray(pop.size)
+def _where(condition, yes: Population, no: Population) -> Population:
+    """``yes`` where ``condition`` [N] (or []) holds, else ``no``, genome by genome."""
+    def pick(y, n):
+        return jnp.where(condition.reshape(condition.shape + (1,) * (y.ndim - condition.ndim)),
+                         y, n)
+
+    return jax.tree.map(pick, yes, no)
 
 
-def _same(genomes, others):
+def _same(genomes: Population, others: Population):
     """bool [N]: genome k equals others k, node for node."""
-    ((o, a, b), size), ((po, pa, pb), psize) = genomes, others
-    return (jnp.all(o == po, axis=1) & jnp.all(a == pa, axis=1) & jnp.all(b == pb, axis=1)
-            & (size == psize))
+    return (jnp.all(genomes.ops == others.ops, axis=1) & jnp.all(genomes.lhs == others.lhs, axis=1)
+            & jnp.all(genomes.rhs == others.rhs, axis=1) & (genomes.size == others.size))
 
 
-@functools.partial(jax.jit, static_argnames=("branch_name", "refresh_tries"))
-def vary(key, parents, mothers, fathers, p_crossover, p_mutation, *, branch_name: str,
-         refresh_tries: int = 0):
+@functools.partial(jax.jit, static_argnames=("refresh_tries",))
+def vary(key, parents: Population, mothers, fathers, p_crossover, p_mutation, *,
+         refresh_tries: int = 0) -> tuple[Population, jax.Array]:
     """Offspring of selected parent pairs: crossover with probability ``p_crossover``, then a
     mutation with probability ``p_mutation``; then an offspring identical to its mother or its
     father (which were evaluated already) is mutated again, up to ``refresh_tries`` times.
 
     Args:
       key: PRNG key.
-      parents: ((ops, lhs, rhs) [P, C], size [P]) parent genomes.
+      parents: the parent genomes, a Population (ops, lhs, rhs [P, C], size [P]; JAX or NumPy
+        arrays) of the branch to vary in.
       mothers, fathers: int32 [N] parent indices of each offspring (the father is the donor).
       p_crossover, p_mutation: probabilities (scalars, may be traced).
 
     Returns:
-      ((ops, lhs, rhs) [N, C], size [N]) offspring, and int32 [N, 3] flags (crossed, mutation
-      kind or -1, extra mutations made because the offspring equalled a parent).
+      (the offspring, a Population of JAX arrays [N, C] and [N] of the parents' branch; int32
+      [N, 3] flags: crossed, mutation kind (an index of MUTATIONS) or -1, extra mutations made
+      because the offspring equalled a parent).
     """
-    (o, a, b), size = parents
-    capacity = o.shape[1]
     n = mothers.shape[0]
     keys = jax.random.split(key, 4 + refresh_tries)
-    take = lambda idx: ((o[idx], a[idx], b[idx]), size[idx])  # noqa: E731
-    mother, father = take(mothers), take(fathers)
+    mother = jax.tree.map(lambda x: x[mothers], parents)
+    father = jax.tree.map(lambda x: x[fathers], parents)
     cross = jax.random.bernoulli(keys[0], p_crossover, (n,))
-    crossed = jax.vmap(functools.partial(crossover_one, capacity=capacity))(
-        jax.random.split(keys[1], n), mother, father)
-    child = jax.tree.map(lambda c, m: jnp.where(cross.reshape((n,) + (1,) * (c.ndim - 1)), c, m),
-                         crossed, mother)
+    crossed = jax.vmap(crossover_one)(jax.random.split(keys[1], n), mother, father)
+    child = _where(cross, crossed, mother)
     mutate = jax.random.bernoulli(keys[2], p_mutation, (n,))
-    mutated, kind = jax.vmap(functools.partial(mutate_one, branch_name=branch_name,
-                                               capacity=capacity))(
-        jax.random.split(keys[3], n), child)
-    child = jax.tree.map(lambda c, m: jnp.where(mutate.reshape((n,) + (1,) * (c.ndim - 1)), c, m),
-                         mutated, child)
+    mutated, kind = jax.vmap(mutate_one)(jax.random.split(keys[3], n), child)
+    child = _where(mutate, mutated, child)
     refreshed = jnp.zeros(n, jnp.int32)
     for t in range(refresh_tries):
         stale = _same(child, mother) | _same(child, father)
-        again, _ = jax.vmap(functools.partial(mutate_one, branch_name=branch_name,
-                                              capacity=capacity))(
-            jax.random.split(keys[4 + t], n), child)
-        child = jax.tree.map(
-            lambda c, m: jnp.where(stale.reshape((n,) + (1,) * (c.ndim - 1)), c, m), again, child)
+        again, _ = jax.vmap(mutate_one)(jax.random.split(keys[4 + t], n), child)
+        child = _where(stale, again, child)
         refreshed = refreshed + stale
     flags = jnp.stack([cross.astype(jnp.int32), jnp.where(mutate, kind, -1), refreshed], 1)
     return child, flags
-
-
-def offspring(key, parents: Population, mothers, fathers, *, p_crossover: float,
-              p_mutation: float, refresh_tries: int = 0) -> tuple[Population, np.ndarray]:
-    """:func:`vary` on a :class:`Population`; returns the offspring population and the flags."""
-    ((o, a, b), size), flags = vary(
-        key, _as_genomes(parents), jnp.asarray(mothers), jnp.asarray(fathers),
-        jnp.float32(p_crossover), jnp.float32(p_mutation), branch_name=parents.branch,
-        refresh_tries=refresh_tries)
-    return Population(np.asarray(o), np.asarray(a), np.asarray(b), np.asarray(size),
-                      parents.branch), np.asarray(flags)
 
 
 def tournament(key, fitness, n: int, size: int = 3):

@@ -26,18 +26,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import sample
 from jaxloss.engine.compile_cache import current_folder
 from jaxloss.engine.devices import shard_count
 from jaxloss.errors import InputError, Interrupted
 from jaxloss.evolution.cse import (
     LossEvolution,
-    as_solutions,
-    from_solutions,
     initial_parents,
     num_filled,
 )
-from jaxloss.genome.population import Population, from_graphs, pad_capacity
+from jaxloss.evolution.random import RandomSearch
+from jaxloss.genome.population import Population, from_graphs
 from jaxloss.search import archive as archives
 from jaxloss.search import checkpoint, report
 from jaxloss.search.settings import Settings
@@ -69,11 +67,16 @@ class Search:
         self.s = settings
         self.dir = settings.run_dir
         self.log = log
-        self.strategy = LossEvolution(
-            population_size=settings.population, branch=settings.branch,
-            capacity=settings.capacity, num_parents=settings.parents,
-            p_crossover=settings.p_crossover, p_mutation=settings.p_mutation,
-            tournament_size=settings.tournament_size)
+        if settings.strategy == "random":
+            self.strategy = RandomSearch(
+                population_size=settings.population, branch=settings.branch,
+                capacity=settings.capacity, num_parents=settings.parents)
+        else:
+            self.strategy = LossEvolution(
+                population_size=settings.population, branch=settings.branch,
+                capacity=settings.capacity, num_parents=settings.parents,
+                p_crossover=settings.p_crossover, p_mutation=settings.p_mutation,
+                tournament_size=settings.tournament_size)
         self.params = self.strategy.default_params
         self.sim_cache: dict[bytes, tuple[float, bool]] = {}
         self.stages: list[Stage] = [PropertyStage(property_checks=settings.property_checks
@@ -203,14 +206,9 @@ class Search:
 
     # -- one generation ---------------------------------------------------------------------
     def propose(self, generation: int, key, state):
-        """The generation's candidates: offspring of the parents, or random genomes."""
-        k_ask, k_random = jax.random.split(key)
-        if self.s.strategy == "random":
-            seed = int(jax.random.randint(k_random, (), 0, 2**31 - 1))
-            pop = sample(self.s.branch, self.s.population, seed=seed,
-                         max_nodes=min(16, self.s.capacity))
-            pop = pad_capacity(pop, self.s.capacity)
-            return as_solutions(pop), state
+        """The generation's candidates (a Population [N]): the strategy's ``ask``, offspring of
+        the parents or random genomes."""
+        k_ask, _ = jax.random.split(key)
         return self.strategy.ask(k_ask, state, self.params)
 
     def evaluate(self, generation: int, pop: Population) -> tuple[np.ndarray, dict, list]:
@@ -400,7 +398,7 @@ class Search:
                     raise RuntimeError("no parent has a measured fitness, so no tournament can "
                                        "draw one (this is a bug: L_I is always a parent)")
                 solutions, state = self.propose(generation, k_gen, state)
-                pop = from_solutions(solutions, self.s.branch)
+                pop = solutions.numpy()
                 every = pop.losses()
                 self.log(f"  offspring: {len({l.key for l in every}):,} distinct of {len(pop):,}; "
                          f"{_share(sum(l.key == initial['key'] for l in every), len(pop))} "
