@@ -38,6 +38,7 @@ from jaxloss.evolution.random import RandomSearch
 from jaxloss.genome.population import Population, from_graphs
 from jaxloss.search import archive as archives
 from jaxloss.search import checkpoint, report
+from jaxloss.search.record import RunRecord
 from jaxloss.search.settings import Settings
 from jaxloss.search.stages import (
     PropertyStage,
@@ -49,6 +50,11 @@ from jaxloss.search.stages import (
 )
 from jaxloss.search.stats import paired_interval, spread
 from jaxloss.space.parse import parse_graph
+
+
+CHECKPOINT_FORMAT = 2
+"""Version of what a checkpoint holds (2: the evolution state as Population rows, every stage's
+state under its own name); a run folder written with another is refused on --resume."""
 
 
 class RunFolderError(InputError):
@@ -78,11 +84,10 @@ class Search:
                 p_crossover=settings.p_crossover, p_mutation=settings.p_mutation,
                 tournament_size=settings.tournament_size)
         self.params = self.strategy.default_params
-        self.sim_cache: dict[bytes, tuple[float, bool]] = {}
         self.stages: list[Stage] = [PropertyStage(property_checks=settings.property_checks
                                                   and settings.strategy != "vanilla")]
         if settings.simulation:
-            self.stages.append(SimulationStage(self.sim_cache))
+            self.stages.append(SimulationStage())
         if settings.detector:
             detector = load_detector_stages(settings.to_json(), self.dir, log)
             # Algorithm 1's two cuts: the best verify_k by simulation score are trained on
@@ -102,51 +107,56 @@ class Search:
         return from_graphs([graph], self.s.branch, self.s.capacity)
 
     def initial_state(self):
-        """(generations done, strategy state, key, document) before anything is measured; the
+        """(generations done, strategy state, key, run record) before anything is measured; the
         state's parents are set by :meth:`measure_initial`."""
         key = jax.random.key(self.s.seed)
         key, k_init = jax.random.split(key)
         solutions, fitness = initial_parents(self.initial_loss(), jnp.inf, self.s.parents)
         state = self.strategy.init(k_init, solutions, fitness, self.params)
-        document = {"settings": self.s.to_json(), "funnel": [], "archive": [],
-                    "best_by_generation": [], "parents_by_generation": []}
-        return 0, state, key, document
+        return 0, state, key, RunRecord(settings=self.s.to_json())
 
-    def _stage_states(self) -> dict:
-        return {st.name: st.state() for st in self.stages if st.state()}
-
-    def _arrays(self, state, key) -> dict:
-        keys = sorted(self.sim_cache)
-        rows = max(1, len(keys))  # orbax cannot store empty arrays: pad, and store the count
-        pad = lambda a: np.concatenate([a, np.zeros((rows - len(keys),) + a.shape[1:], a.dtype)])  # noqa: E731
-        return {
-            "population": np.asarray(state.population), "fitness": np.asarray(state.fitness),
+    def _checkpoint(self, generation: int, state, key, record: RunRecord) -> None:
+        """Save the state after ``generation`` generations: the strategy's state and the key, every
+        stage's own state (JSON in the record, arrays beside it) and the run record."""
+        record.stage_states = {st.name: st.state() for st in self.stages if st.state()}
+        arrays = {
+            "format": np.int32(CHECKPOINT_FORMAT),
+            "population": np.asarray(state.population),
+            "fitness": np.asarray(state.fitness),
             "best_solution": np.asarray(state.best_solution),
             "best_fitness": np.asarray(state.best_fitness),
             "generation_counter": np.asarray(state.generation_counter),
             "key": np.asarray(jax.random.key_data(key)),
-            "cache_size": np.int32(len(keys)),
-            "cache_keys": pad(np.array([np.frombuffer(k, np.uint8) for k in keys],
-                                       np.uint8).reshape(-1, 16)),
-            "cache_scores": pad(np.array([self.sim_cache[k][0] for k in keys], np.float32)),
-            "cache_learned": pad(np.array([self.sim_cache[k][1] for k in keys], bool)),
         }
+        stages = {st.name: st.arrays() for st in self.stages if st.arrays()}
+        if stages:
+            arrays["stages"] = stages
+        checkpoint.save(self.dir, generation, arrays, record.to_json())
 
-    def _from_arrays(self, arrays: dict):
+    def _restore(self, arrays: dict, document: dict):
+        """(strategy state, key, run record) from a checkpoint; every stage restores its own
+        state."""
+        if int(np.asarray(arrays.get("format", -1))) != CHECKPOINT_FORMAT:
+            raise RunFolderError(
+                f"--resume {self.dir}: its checkpoints were written by another version of jaxloss "
+                f"(checkpoint format {int(np.asarray(arrays.get('format', 1)))}, this version "
+                f"reads {CHECKPOINT_FORMAT}). Nothing was changed; start over with --restart "
+                "(keeps the old run in a previous-<time> folder) or another --out")
         _, state, _, _ = self.initial_state()
         state = state.replace(
-            population=jnp.asarray(arrays["population"]), fitness=jnp.asarray(arrays["fitness"]),
+            population=jnp.asarray(arrays["population"]),
+            fitness=jnp.asarray(arrays["fitness"]),
             best_solution=jnp.asarray(arrays["best_solution"]),
             best_fitness=jnp.asarray(arrays["best_fitness"]),
             generation_counter=jnp.asarray(arrays["generation_counter"]))
         key = jax.random.wrap_key_data(jnp.asarray(arrays["key"], jnp.uint32))
-        self.sim_cache.clear()
-        n = int(arrays["cache_size"])
-        for k, score, ok in zip(np.asarray(arrays["cache_keys"]).reshape(-1, 16)[:n],
-                                np.asarray(arrays["cache_scores"]).reshape(-1)[:n],
-                                np.asarray(arrays["cache_learned"]).reshape(-1)[:n]):
-            self.sim_cache[k.tobytes()] = (float(score), bool(ok))
-        return state, key
+        record = RunRecord.from_json(document)
+        stored = arrays.get("stages", {})
+        for st in self.stages:
+            st.load_state(record.stage_states.get(st.name, {}))
+            if st.name in stored:
+                st.load_arrays(stored[st.name])
+        return state, key, record
 
     # -- generation 0: the initial loss ----------------------------------------------------
     def measure_initial(self) -> tuple[object, dict, list]:
@@ -264,7 +274,7 @@ class Search:
         """Seeds the search never used: its trainings use ``seed``, its simulation task draw 0."""
         return [self.s.seed + 1 + j for j in range(self.s.final_seeds)]
 
-    def measure_final(self, document: dict) -> dict | None:
+    def measure_final(self, record: RunRecord) -> dict | None:
         """The search's result: the best ``final_k`` losses of the archive and L_I measured again
         by the fitness stage with :meth:`final_seeds`, each loss with every seed (paired).
 
@@ -275,8 +285,8 @@ class Search:
         """
         if not self.s.final_k:
             return None
-        initial = document["initial"]
-        found = archives.from_json(document["archive"])[: self.s.final_k]
+        initial = record.initial
+        found = archives.from_json(record.archive)[: self.s.final_k]
         formulas = [initial["formula"]] + [e.formula for e in found]
         in_search = [initial["fitness"]] + [e.score for e in found]
         pop = from_graphs([parse_graph(f, self.s.branch, self.s.capacity) for f in formulas],
@@ -322,7 +332,7 @@ class Search:
 
     # -- the loop ---------------------------------------------------------------------------
     def prepare_folder(self, resume: bool, restart: bool):
-        """(generations done, state, key, document) to start from, after checking the run folder.
+        """(generations done, state, key, run record) to start from, after checking the run folder.
 
         A new run refuses a folder that holds a run (``restart`` moves that run's log, checkpoints
         and report aside into ``previous-<time>/`` and starts over; the detector results are kept:
@@ -362,34 +372,31 @@ class Search:
                      "generation 0")
             return start
         start_gen, arrays, document = found
-        state, key = self._from_arrays(arrays)
-        for st in self.stages:
-            st.load_state(document.get("stage_states", {}).get(st.name, {}))
+        state, key, record = self._restore(arrays, document)
         self.log(f"resuming {self.dir} after generation {start_gen} of {self.s.generations}")
-        return start_gen, state, key, document
+        return start_gen, state, key, record
 
     def run(self, resume: bool = False, restart: bool = False) -> dict:
         self.dir.mkdir(parents=True, exist_ok=True)
-        start_gen, state, key, document = self.prepare_folder(resume, restart)
+        start_gen, state, key, record = self.prepare_folder(resume, restart)
         _truncate_log(self.dir / "candidates.jsonl", start_gen)
         (self.dir / "settings.json").write_text(json.dumps(self.s.to_json(), indent=2))
-        document["stages"] = [st.describe() for st in self.stages]
+        record.stages = [st.describe() for st in self.stages]
         if not self.s.detector:
-            document["stages"].append("detector stages off (--no-detector)")
+            record.stages.append("detector stages off (--no-detector)")
         self.log(f"search: branch {self.s.branch}, strategy {self.s.strategy}, population "
                  f"{self.s.population:,}, {self.s.generations} generations, {self.s.parents} "
                  f"parents, seed {self.s.seed}; run folder {self.dir}")
-        self.log(f"funnel: {' -> '.join(document['stages'])}")
+        self.log(f"funnel: {' -> '.join(record.stages)}")
         self.log(f"engine: {jax.default_backend()}, {shard_count()} device(s) "
                  f"(--cpu-devices on CPU); compile cache: {current_folder() or 'off'}")
         started = time.perf_counter()
         with _stop_on_sigterm():
-            if "initial" not in document:
-                state, document["initial"], record = self.measure_initial()
-                _append_log(self.dir / "candidates.jsonl", [record])
-                document["stage_states"] = self._stage_states()
-                checkpoint.save(self.dir, 0, self._arrays(state, key), document)
-            initial = document["initial"]
+            if record.initial is None:
+                state, record.initial, first = self.measure_initial()
+                _append_log(self.dir / "candidates.jsonl", [first])
+                self._checkpoint(0, state, key, record)
+            initial = record.initial
             for generation in range(start_gen, self.s.generations):
                 t0 = time.perf_counter()
                 key, k_gen, k_tell = jax.random.split(key, 3)
@@ -413,19 +420,18 @@ class Search:
                            if every[int(k)].key != initial["key"]]
                 entries = [archives.Entry(str(every[k]), every[k].key, float(final[k]),
                                           generation + 1) for k in reached]
-                archive = archives.update(archives.from_json(document["archive"]), entries,
+                archive = archives.update(archives.from_json(record.archive), entries,
                                           self.s.archive_size)
-                document["archive"] = archives.to_json(archive)
-                document["funnel"].append(funnel_row)
+                record.archive = archives.to_json(archive)
+                record.funnel.append(funnel_row)
                 best = archive[0].score if archive else None
-                document["best_by_generation"].append([generation + 1, best])
+                record.best_by_generation.append([generation + 1, best])
                 parents = -np.asarray(state.fitness)[np.isfinite(np.asarray(state.fitness))]
-                document["parents_by_generation"].append(
+                record.parents_by_generation.append(
                     [generation + 1, int(parents.size), float(parents.min()),
                      float(parents.max())])
                 _append_log(self.dir / "candidates.jsonl", records)
-                document["stage_states"] = self._stage_states()
-                checkpoint.save(self.dir, generation + 1, self._arrays(state, key), document)
+                self._checkpoint(generation + 1, state, key, record)
                 self.log(f"  parents: {parents.size} of {self.s.parents} slots, {self.unit} "
                          f"{parents.min():.4f} to {parents.max():.4f}")
                 if archive:
@@ -434,13 +440,14 @@ class Search:
                 else:
                     self.log("  best so far: none yet")
                 self.log(f"  ({time.perf_counter() - t0:.1f} s)")
-            document["final"] = self.measure_final(document)
+            record.final = self.measure_final(record)
         if self.s.tune_constants:
-            document["tuned"] = self.tune(archives.from_json(document["archive"]))
-        document["seconds"] = time.perf_counter() - started
-        document["distinct_simulated"] = len(self.sim_cache)
+            record.tuned = self.tune(archives.from_json(record.archive))
+        record.seconds = time.perf_counter() - started
+        record.distinct_simulated = sum(len(st.cache) for st in self.stages
+                                        if isinstance(st, SimulationStage))
         scatter = _scatter(self.dir / "candidates.jsonl")
-        result = report.write(self.dir, document, scatter)
+        result = report.write(self.dir, record.to_json(), scatter)
         self.log(f"report: {self.dir / 'report.md'}, {self.dir / 'report.json'}, "
                  f"{self.dir / 'fitness.png'}")
         return result

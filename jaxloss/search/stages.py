@@ -74,6 +74,14 @@ class Stage:
     def load_state(self, state: dict) -> None:
         """Restore what :meth:`state` returned."""
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Array state to checkpoint (e.g. a large cache; orbax stores arrays, not JSON); empty
+        by default. Arrays must not be empty (orbax cannot store them): pad and store a count."""
+        return {}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`arrays` returned."""
+
     def describe(self) -> str:
         """One line for the run header and the report."""
         return self.name
@@ -119,8 +127,8 @@ class SimulationStage(Stage):
     name = "simulation"
     scores = True
 
-    def __init__(self, cache: dict | None = None):
-        self.cache = {} if cache is None else cache  # fingerprint -> (score, learned)
+    def __init__(self):
+        self.cache: dict[bytes, tuple[float, bool]] = {}  # fingerprint -> (score, learned)
 
     def describe(self):
         return "mini optimization simulation"
@@ -133,6 +141,28 @@ class SimulationStage(Stage):
         context.setdefault("fingerprints", {}).update(dict(zip(indices.tolist(), prints)))
         return StageOutcome(indices, passed, score,
                             [None if p else "not_learning" for p in passed])
+
+    def arrays(self):
+        """The cache: fingerprints uint8 [n, 16], scores float32 [n], learned bool [n] (padded to
+        at least one row) and their count."""
+        keys = sorted(self.cache)
+        rows = max(1, len(keys))
+        pad = lambda a: np.concatenate([a, np.zeros((rows - len(keys),) + a.shape[1:], a.dtype)])  # noqa: E731
+        return {
+            "cache_size": np.int32(len(keys)),
+            "cache_keys": pad(np.array([np.frombuffer(k, np.uint8) for k in keys],
+                                       np.uint8).reshape(-1, 16)),
+            "cache_scores": pad(np.array([self.cache[k][0] for k in keys], np.float32)),
+            "cache_learned": pad(np.array([self.cache[k][1] for k in keys], bool)),
+        }
+
+    def load_arrays(self, arrays):
+        self.cache.clear()
+        n = int(arrays["cache_size"])
+        for k, score, ok in zip(np.asarray(arrays["cache_keys"]).reshape(-1, 16)[:n],
+                                np.asarray(arrays["cache_scores"]).reshape(-1)[:n],
+                                np.asarray(arrays["cache_learned"]).reshape(-1)[:n]):
+            self.cache[k.tobytes()] = (float(score), bool(ok))
 
     def remeasure(self, pop, seeds):
         """Scores on other draws of the simulation's task (the search trains on draw 0)."""
