@@ -35,7 +35,7 @@ from jaxloss.evolution.cse import (
     num_filled,
 )
 from jaxloss.evolution.random import RandomSearch
-from jaxloss.genome.population import Population, from_graphs
+from jaxloss.genome.population import Population, from_losses
 from jaxloss.search import archive as archives
 from jaxloss.search import checkpoint, report
 from jaxloss.search.record import RunRecord
@@ -49,7 +49,7 @@ from jaxloss.search.stages import (
     load_detector_stages,
 )
 from jaxloss.search.stats import paired_interval, spread
-from jaxloss.space.parse import parse_graph
+from jaxloss.space.resolve import as_loss
 
 
 CHECKPOINT_FORMAT = 2
@@ -103,8 +103,8 @@ class Search:
     # -- state ------------------------------------------------------------------------------
     def initial_loss(self) -> Population:
         """L_I as a population of one."""
-        graph = parse_graph(self.s.initial_formula, self.s.branch, self.s.capacity)
-        return from_graphs([graph], self.s.branch, self.s.capacity)
+        loss = as_loss(self.s.initial_formula, self.s.branch, max_nodes=self.s.capacity)
+        return from_losses([loss], self.s.capacity)
 
     def initial_state(self):
         """(generations done, strategy state, key, run record) before anything is measured; the
@@ -289,8 +289,8 @@ class Search:
         found = archives.from_json(record.archive)[: self.s.final_k]
         formulas = [initial["formula"]] + [e.formula for e in found]
         in_search = [initial["fitness"]] + [e.score for e in found]
-        pop = from_graphs([parse_graph(f, self.s.branch, self.s.capacity) for f in formulas],
-                          self.s.branch, self.s.capacity)
+        pop = from_losses([as_loss(f, self.s.branch, max_nodes=self.s.capacity)
+                           for f in formulas], self.s.capacity)
         seeds = self.final_seeds()
         stage = next(st for st in self.stages if st.name == self.fitness_stage)
         self.log(f"final: L_I and the best {len(found)} loss(es) measured again by the "
@@ -310,11 +310,10 @@ class Search:
     def tune(self, archive: list) -> list[dict]:
         """CMA-ES on the constants of the best ``tune_constants`` losses (see jaxloss.tune)."""
         from jaxloss.evolution.tune import tune_constants
-        from jaxloss.space.loss import Loss
 
         out = []
         for entry in archive[: self.s.tune_constants]:
-            loss = Loss.parse(entry.formula, self.s.branch, max_nodes=None)
+            loss = as_loss(entry.formula, self.s.branch)
             self.log(f"tuning the constants of {entry.formula}")
             try:
                 tuned = tune_constants(loss, generations=self.s.tune_generations,
