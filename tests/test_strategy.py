@@ -13,7 +13,8 @@ import pytest
 from scipy import stats
 
 import jaxloss
-from jaxloss.evolution.cse import LossEvolution, initial_parents, num_filled
+from jaxloss.evolution.base import initial_parents, num_filled
+from jaxloss.evolution.cse import LossEvolution
 from jaxloss.evolution.random import RandomSearch
 from jaxloss.genome import variation
 from jaxloss.genome.population import Population, from_graphs, pad_capacity, validity_errors

@@ -29,25 +29,16 @@ import numpy as np
 from jaxloss.engine.compile_cache import current_folder
 from jaxloss.engine.devices import shard_count
 from jaxloss.errors import InputError, Interrupted
-from jaxloss.evolution.cse import (
-    LossEvolution,
-    initial_parents,
-    num_filled,
-)
+from jaxloss.evolution.base import initial_parents, num_filled
+from jaxloss.evolution.cse import LossEvolution
 from jaxloss.evolution.random import RandomSearch
 from jaxloss.genome.population import Population, from_losses
 from jaxloss.search import archive as archives
 from jaxloss.search import checkpoint, report
 from jaxloss.search.record import RunRecord
 from jaxloss.search.settings import Settings
-from jaxloss.search.stages import (
-    PropertyStage,
-    SimulationStage,
-    Stage,
-    StageOutcome,
-    TopKStage,
-    load_detector_stages,
-)
+from jaxloss.search.stages import (PropertyStage, SimulationStage, Stage, StageOutcome, TopKStage,
+                                   load_detector_stages)
 from jaxloss.search.stats import paired_interval, spread
 from jaxloss.space.resolve import as_loss
 
