@@ -54,8 +54,23 @@ def test_quick_cpu_check_reports_every_part_with_numbers(tmp_path):
         assert _number(f[key]) and f[key] > 0, key
     assert f["target_candidates_per_s"] == 1_000_000
     assert f["meets_target"] == (f["candidates_per_s"] >= 1_000_000)
-    assert set(f["engines"]) == {"jaxloss", "jaxloss_full_grid", "torch_eager",
-                                 "jax_jit_per_candidate", "numpy_loop"}
+    required = {"jaxloss", "jaxloss_full_grid", "torch_eager", "jax_jit_per_candidate",
+                "numpy_loop"}
+    c = f["cores"]
+    assert set(f["engines"]) == required | ({"torch_eager_processes"}
+                                            if c["torch_eager"] > 1 else set())
+    # the raw comparison and the screen, apart; both sides on the same cores and the same work
+    for key in ("raw_speedup_vs_torch_eager", "screen_speedup"):
+        assert _number(f[key]) and f[key] > 0, key
+    assert c["equal_terms"] is True and c["jaxloss"] == c["torch_eager"] >= 1
+    assert c["jaxloss_cpu_devices"] == c["torch_eager_threads"] == c["torch_eager"]
+    same = f["same_work"]
+    assert (same["candidates"], same["points"]) == (300, 2048)
+    assert same["values_vs_jaxloss_evaluate"]["fraction"] >= 0.9
+    for name in ("torch_eager", "torch_eager_processes"):
+        if name in f["engines"]:
+            assert f["engines"][name]["candidates"] == 300 and f["engines"][name]["points"] == 2048
+    assert same.get("torch_engines_same_verdicts", True) is True
 
     t = parts["to_torch"]
     assert t["torch_device"] == "cpu" and t["jax_backend"] == "cpu"
