@@ -161,9 +161,9 @@ def test_find_names_the_known_configs():
 
 
 def test_the_readme_one_line_config_works(tmp_path):
-    """The README's example, verbatim: inherit a config, change one line."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("**One config line.**"):]
+    """The bridge page's example (docs/bridge.md), verbatim: inherit a config, change one line."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "bridge.md").read_text()
+    section = page[page.index("**One config line.**"):]
     block = section[section.index("```python") + len("```python"):section.index("```\n", 10)]
     lines = [line for line in block.strip().splitlines() if line.strip()]
     assert len(lines) == 2 and lines[0].startswith("_base_ = 'bridge/configs/")
