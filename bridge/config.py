@@ -14,6 +14,7 @@ from mmengine.config import Config, ConfigDict
 
 import jaxloss
 from bridge.data.source import DetectionData
+from jaxloss.search.report import CONFIG_KEY, searched_loss_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -75,9 +76,8 @@ def _searched(formula: str, branch: str, old: dict | None, **extra) -> dict:
         jaxloss.parse(formula, branch, max_nodes=None)
     if loss.branch != branch:
         raise ValueError(f"{formula!r} is a {loss.branch} loss; this head needs a {branch} loss")
-    cfg = dict(type="SearchedLoss", formula=str(loss) if loss.name is None else loss.name,
-               branch=branch, loss_weight=float((old or {}).get("loss_weight", 1.0)), **extra)
-    return cfg
+    return searched_loss_config(str(loss) if loss.name is None else loss.name, branch,
+                                loss_weight=(old or {}).get("loss_weight", 1.0), **extra)
 
 
 def set_losses(cfg: Config, loss_cls: str | None = None, loss_reg: str | None = None) -> None:
@@ -105,10 +105,11 @@ def set_losses(cfg: Config, loss_cls: str | None = None, loss_reg: str | None = 
         change = {"type": IOU_HEADS.get(kind, kind)}
         if searched_cls:
             extra = dict(use_sigmoid=True) if branch == "cls_binary" else {}
-            change["loss_cls"] = ConfigDict(_searched(loss_cls, branch, head.get("loss_cls"),
-                                                      **extra))
+            key = CONFIG_KEY[branch]
+            change[key] = ConfigDict(_searched(loss_cls, branch, head.get(key), **extra))
         if searched_reg:
-            change["loss_bbox"] = ConfigDict(_searched(loss_reg, "reg", head.get("loss_bbox")))
+            key = CONFIG_KEY["reg"]
+            change[key] = ConfigDict(_searched(loss_reg, "reg", head.get(key)))
             if branch == "cls":
                 change["reg_decoded_bbox"] = True
         plan.append((head, change))

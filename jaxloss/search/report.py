@@ -12,12 +12,23 @@ from jaxloss.space.loss import Loss
 from jaxloss.space.parse import parse_graph
 
 CONFIG_KEY = {"cls": "loss_cls", "cls_binary": "loss_cls", "reg": "loss_bbox"}
+"""The key of each branch's loss in an MMDetection head's config."""
 
 
-def mmdet_line(formula: str, branch: str) -> str:
-    """A ready-to-paste MMDetection config line using the bridge's ``SearchedLoss``."""
-    return (f"{CONFIG_KEY[branch]}=dict(type='SearchedLoss', branch='{branch}', "
-            f"formula='{formula}', loss_weight=1.0)")
+def searched_loss_config(formula: str, branch: str, loss_weight: float = 1.0, **options) -> dict:
+    """The MMDetection config of a loss computed by the bridge's ``SearchedLoss`` (``formula``: a
+    formula or a library name). The one builder of it: the report's config lines and the bridge's
+    config editing (:func:`bridge.config.set_losses`) both use it; ``options`` are further
+    arguments of ``SearchedLoss`` (``use_sigmoid``, ``constants``, ...)."""
+    return dict(type="SearchedLoss", branch=branch, formula=formula,
+                loss_weight=float(loss_weight), **options)
+
+
+def mmdet_line(formula: str, branch: str, **options) -> str:
+    """A ready-to-paste MMDetection config line using the bridge's ``SearchedLoss``, e.g.
+    ``loss_cls=dict(type='SearchedLoss', branch='cls', formula='...', loss_weight=1.0)``."""
+    config = searched_loss_config(formula, branch, **options)
+    return f"{CONFIG_KEY[branch]}=dict({', '.join(f'{k}={v!r}' for k, v in config.items())})"
 
 
 class _OutOfTime(BaseException):
@@ -243,10 +254,11 @@ def _markdown(report: dict, branch: str) -> str:
                   "Scores are the mini simulation's (AP or mean IoU on its synthetic task), not "
                   "detector mAP. The property filters are not re-run on tuned constants.", ""]
         for t in report["tuned"]:
-            line = mmdet_line(t["formula"], branch).rstrip(")")
+            line = mmdet_line(t["formula"], branch,
+                              constants=[round(v, 6) for v in t["values"]])
             lines += [f"- `{t['formula']}`: score {t['start_score']:.4f} → {t['score']:.4f} "
                       f"with `{t['tuned']}`",
-                      f"  - MMDetection: `{line}, constants={[round(v, 6) for v in t['values']]})`"]
+                      f"  - MMDetection: `{line}`"]
         lines.append("")
     lines += ["## Funnel (all generations)", "", "```"]
     rows = [{"stage": k, **v} for k, v in report["totals"].items()]
