@@ -59,12 +59,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from bridge.search_stages.settings import DEFAULT_TASK
 from jaxloss.errors import FormulaError, InputError
 from jaxloss.search.stats import CONFIDENCE, paired_interval, t_quantile  # noqa: F401 - re-exported
 
 MACHINE_REASONS = ("timeout", "crashed", "no_start", "out_of_memory")
 """Outcomes that say nothing about the loss: retried, and never kept as a final result."""
-DEFAULT_TASK = "bridge.search_stages:train_candidate"
 _NAME = re.compile(r"^[A-Za-z][\w.+-]*$")
 
 
@@ -158,14 +158,15 @@ class Protocol:
 
 
 def make_protocol(branch: str, out: "str | Path", *, config: str | None = None,
-                  data: str = "embedded", images: str | None = None, data_seed: int | None = None,
-                  proxy_val: int | None = None, proxy_epochs: int | None = None,
-                  iters: int | None = None, batch_size: int | None = None,
-                  explode_factor: float | None = None, timeout_s: float | None = None,
-                  task: str | None = None, check_formula: str | None = None) -> Protocol:
+                  data: str | None = None, images: str | None = None,
+                  data_seed: int | None = None, proxy_val: int | None = None,
+                  proxy_epochs: int | None = None, iters: int | None = None,
+                  batch_size: int | None = None, explode_factor: float | None = None,
+                  timeout_s: float | None = None, task: str | None = None,
+                  check_formula: str | None = None) -> Protocol:
     """The search's default proxy protocol for ``branch`` with the given changes; writes the proxy
     split to ``out/data``. Every argument left None takes the search's default
-    (:class:`jaxloss.search.settings.Settings`, :data:`bridge.search_stages.DEFAULT_CONFIG`).
+    (:class:`bridge.search_stages.settings.DetectorSettings`, the search's default seed).
 
     ``check_formula``: a loss put into the config's heads as the check, as a training will.
 
@@ -174,20 +175,19 @@ def make_protocol(branch: str, out: "str | Path", *, config: str | None = None,
         a data set that cannot be read; a bad split size or iteration count.
     """
     from bridge.search_stages import (
-        DetectorSettings,
+        DetectorSetup,
         ProxyStage,
         check_detector_config,
         prepare_search_data,
     )
-    from jaxloss.search.settings import Settings, SettingsError
+    from jaxloss.search.settings import SearchSettings, SettingsError
 
-    defaults = Settings()
     given = dict(branch=branch, detector_config=config, data=data, images=images,
-                 seed=defaults.seed if data_seed is None else data_seed, proxy_val=proxy_val,
-                 proxy_epochs=proxy_epochs, batch_size=batch_size, explode_factor=explode_factor,
-                 train_timeout=timeout_s, detector_task=task, initial=check_formula)
-    settings = dict(defaults.to_json(), **{k: v for k, v in given.items() if v is not None})
-    d = DetectorSettings.from_search(settings)
+                 seed=SearchSettings().seed if data_seed is None else data_seed,
+                 proxy_val=proxy_val, proxy_epochs=proxy_epochs, batch_size=batch_size,
+                 explode_factor=explode_factor, train_timeout=timeout_s, detector_task=task,
+                 initial=check_formula)
+    d = DetectorSetup.from_search({k: v for k, v in given.items() if v is not None})
     if iters is not None and iters < 1:
         raise CompareError(f"--iters {iters}: a training needs at least 1 iteration")
     try:
@@ -323,7 +323,7 @@ def run_trainings(protocol: Protocol, candidates: Sequence[Candidate], seeds: Se
     (the training's wall time), ``formula``, ``seed`` and ``task`` (its key).
     """
     from bridge.executor import Task
-    from bridge.search_stages import DetectorSettings, make_executor
+    from bridge.search_stages import DetectorSetup, make_executor
 
     out = Path(out)
     cache = TrainingCache(out / "trainings.jsonl")
@@ -351,8 +351,9 @@ def run_trainings(protocol: Protocol, candidates: Sequence[Candidate], seeds: Se
                       threads=threads)
         tasks[key] = Task(key, protocol.task, kwargs, timeout_s=protocol.timeout_s,
                           log_path=str(folder / "train.log"))
-    d = DetectorSettings.from_search(dict(branch=protocol.branch, workers=workers,
-                                          executor=executor, initial=formulas[candidates[0].name]))
+    d = DetectorSetup.from_search(dict(branch=protocol.branch, seed=protocol.data_seed,
+                                       workers=workers, executor=executor,
+                                       initial=formulas[candidates[0].name]))
     start = time.monotonic()
     finished = [0]
     train_seconds: list[float] = []
@@ -525,9 +526,10 @@ Every word after --loss-cls / --loss-reg up to the next flag is a loss (a formul
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jaxloss.search.settings import Settings
+    from bridge.search_stages.settings import DetectorSettings, default_configs
+    from jaxloss.search.settings import SearchSettings
 
-    d = Settings()
+    d, seed = DetectorSettings(), SearchSettings().seed
     p = argparse.ArgumentParser(
         prog="python -m bridge.compare",
         description="Train losses × seeds on one detector (by default the search's proxy "
@@ -552,13 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--num-seeds", type=int, metavar="N", help="seeds 0 .. N-1")
     t = p.add_argument_group("protocol (default: the search's proxy task)")
     t.add_argument("--config", help="detector config (default: the search's for the branch: "
-                                    "fcos_r18-tiny for cls_binary and reg, faster-rcnn_r18-tiny "
-                                    "for cls)")
+                                    f"{default_configs()})")
     t.add_argument("--data", default=d.data,
-                   help="training set: embedded (default), coco:FILE.json, voc:ROOT, bdd:FILE.json")
+                   help=f"training set: {d.data} (default), coco:FILE.json, voc:ROOT, "
+                        "bdd:FILE.json")
     t.add_argument("--images", help="image folder of --data (coco, bdd)")
-    t.add_argument("--data-seed", type=int, default=d.seed,
-                   help=f"seed of the proxy split (default {d.seed}, the search's default seed)")
+    t.add_argument("--data-seed", type=int, default=seed,
+                   help=f"seed of the proxy split (default {seed}, the search's default seed)")
     t.add_argument("--proxy-val", type=int, metavar="N",
                    help="training images held out to evaluate on (default: the search's)")
     t.add_argument("--proxy-epochs", type=int, metavar="N",
@@ -575,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, metavar="W",
                    help="trainings at once (default: one per GPU; on a CPU machine one "
                         "single-threaded training per core, at most 4)")
-    r.add_argument("--executor", choices=["local", "ray"], default="local")
+    r.add_argument("--executor", choices=["local", "ray"], default=d.executor)
     r.add_argument("--timeout", type=float, metavar="S",
                    help=f"seconds before a training is killed (default {d.train_timeout:g})")
     r.add_argument("--retries", type=int, default=1, metavar="R",

@@ -190,13 +190,14 @@ def test_the_search_command_line_takes_gpus_per_training(capsys):
 
 
 def test_the_proxy_epoch_counts_the_images_of_all_gpus(tmp_path):
-    from bridge.search_stages import DetectorSettings, ProxyStage, SearchData
+    from bridge.search_stages import DetectorSetup, ProxyStage, SearchData
 
     # COCO-sized, so that an epoch is far more steps than the proxy task's minimum
     data = SearchData("images", "verify.json", "train.json", "val.json", 160_000, "")
 
     def iters(**changes):
-        d = DetectorSettings.from_search(dict(branch="cls_binary", proxy_epochs=1, **changes))
+        d = DetectorSetup.from_search(dict(branch="cls_binary", seed=0, proxy_epochs=1,
+                                           **changes))
         return ProxyStage(d, data, tmp_path, None, None, print).training()["iters"]
 
     assert iters(batch_size=2) == 80_000
@@ -204,11 +205,11 @@ def test_the_proxy_epoch_counts_the_images_of_all_gpus(tmp_path):
 
 
 def test_a_multi_gpu_training_has_its_own_cache_key_and_gets_the_gpus(tmp_path):
-    from bridge.search_stages import DetectorSettings, ProxyStage, SearchData
+    from bridge.search_stages import DetectorSetup, ProxyStage, SearchData
 
     data = SearchData("images", "verify.json", "train.json", "val.json", 100, "")
-    stages = {n: ProxyStage(DetectorSettings.from_search(dict(branch="cls_binary",
-                                                              gpus_per_training=n)),
+    stages = {n: ProxyStage(DetectorSetup.from_search(dict(branch="cls_binary", seed=0,
+                                                           gpus_per_training=n)),
                             data, tmp_path, None, None, print) for n in (None, 1, 2)}
     keys = {n: s.task_key("loss", 0) for n, s in stages.items()}
     assert keys[None] == keys[1] != keys[2]  # a 1-GPU run keeps the keys it always had
@@ -248,13 +249,14 @@ def test_the_local_gpu_plan_refuses_gpus_that_are_not_there():
 
 
 def test_the_search_stops_before_any_data_when_the_gpus_are_not_there(monkeypatch):
-    import bridge.search_stages as stages
+    import bridge.executor
+    from bridge.search_stages import DetectorSetup, make_executor
     from jaxloss.search.settings import SettingsError
 
-    monkeypatch.setattr(stages, "visible_gpus", lambda: [])
-    d = stages.DetectorSettings.from_search(dict(branch="cls_binary", gpus_per_training=2))
+    monkeypatch.setattr(bridge.executor, "visible_gpus", lambda: [])
+    d = DetectorSetup.from_search(dict(branch="cls_binary", seed=0, gpus_per_training=2))
     with pytest.raises(SettingsError, match="--gpus-per-training: 2 GPU.*shows no GPU"):
-        stages.make_executor(d)
+        make_executor(d)
 
 
 def test_the_ray_gpu_plan_comes_from_the_cluster_not_the_driver():

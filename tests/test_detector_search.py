@@ -161,11 +161,12 @@ def test_a_bad_detector_config_or_data_set_stops_the_cli_before_anything_runs(tm
 
 
 def test_the_paper_scale_detector_configs_fit_their_branches():
-    from bridge.search_stages import DetectorSettings, check_detector_config
+    from bridge.search_stages import DetectorSetup, check_detector_config
     from jaxloss.search.settings import load_config
 
     for path in sorted(ROOT.glob("configs/search/*.toml")):
-        check_detector_config(DetectorSettings.from_search(load_config(path)))
+        settings = validate(Settings(**load_config(path)))
+        check_detector_config(DetectorSetup.from_search(settings.to_json()))
 
 
 @pytest.mark.parametrize("executor", ["ray"])

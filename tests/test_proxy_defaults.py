@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxloss.genome.population import from_graphs
-from jaxloss.search.settings import DETECTOR_GENERATIONS, Settings, SettingsError, validate
+from jaxloss.search.settings import Settings, SettingsError, validate
 from jaxloss.space.parse import parse_graph
 
 
@@ -26,16 +26,19 @@ def test_default_workers_one_per_gpu_group_else_one_per_core_up_to_four(gpus, pe
 
 def test_workers_left_out_take_the_machine_default_and_each_gets_its_share_of_the_cores(
         monkeypatch):
-    import bridge.search_stages as stages
+    import os
 
-    monkeypatch.setattr(stages, "visible_gpus", lambda: [])
-    monkeypatch.setattr(stages.os, "cpu_count", lambda: 2)
-    d = stages.DetectorSettings.from_search(dict(branch="cls_binary"))
+    import bridge.executor
+    from bridge.search_stages import DetectorSetup
+
+    monkeypatch.setattr(bridge.executor, "visible_gpus", lambda: [])
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    d = DetectorSetup.from_search(dict(branch="cls_binary", seed=0))
     assert d.workers == 2
-    assert stages.DetectorSettings.from_search(dict(branch="cls_binary", workers=1)).workers == 1
+    assert DetectorSetup.from_search(dict(branch="cls_binary", seed=0, workers=1)).workers == 1
     # a Ray task goes where the cluster has room; the number only sets the threads of each
-    assert stages.DetectorSettings.from_search(dict(branch="cls_binary",
-                                                    executor="ray")).workers == 1
+    assert DetectorSetup.from_search(dict(branch="cls_binary", seed=0,
+                                          executor="ray")).workers == 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
@@ -45,14 +48,16 @@ def test_workers_must_be_a_positive_whole_number(bad):
 
 
 def test_generations_default_to_fewer_with_the_detector_stages():
-    assert validate(Settings()).generations == DETECTOR_GENERATIONS == 3
+    from bridge.search_stages import GENERATIONS
+
+    assert validate(Settings()).generations == GENERATIONS == 3
     assert validate(Settings(detector=False)).generations == 5
     assert validate(Settings(generations=7)).generations == 7
     assert validate(Settings(detector=False, generations=2)).generations == 2
 
 
 def test_candidates_computing_the_same_function_share_one_training(tmp_path):
-    from bridge.search_stages import DetectorSettings, ProxyStage, SearchData
+    from bridge.search_stages import DetectorSetup, ProxyStage, SearchData
 
     texts = ["-log(sigmoid(x))", "-(log(sigmoid(x)))  * 1", "-2 * log(sigmoid(x))",
              "-log(sigmoid(x))"]
@@ -60,7 +65,7 @@ def test_candidates_computing_the_same_function_share_one_training(tmp_path):
     pop = from_graphs(graphs, "cls_binary", 24)
     assert len({l.key for l in pop.losses()}) == 3  # two spellings of one function, one twice
 
-    stage = ProxyStage(DetectorSettings.from_search(dict(branch="cls_binary", workers=1)),
+    stage = ProxyStage(DetectorSetup.from_search(dict(branch="cls_binary", seed=0, workers=1)),
                        SearchData("images", "v.json", "t.json", "pv.json", 10, ""), tmp_path,
                        None, None, print)
     asked = []

@@ -9,10 +9,14 @@ from pathlib import Path
 
 from jaxloss.errors import InputError, Interrupted
 from jaxloss.search.settings import (
+    DETECTOR_PLUGIN,
+    DETECTOR_PLUGIN_ERROR,
+    GENERATIONS,
     STRATEGIES,
     Settings,
     SettingsError,
     load_config,
+    plugin_fields,
     setting_names,
     validate,
 )
@@ -53,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=int, metavar="N",
                    help=f"candidates per generation (default {d.population:,}; the paper used "
                         "10,000 for classification, 1,000 for regression)")
-    p.add_argument("--generations", type=int, metavar="E", help="generations (default 3 with the detector stages, 5 without)")
+    detector_generations = getattr(DETECTOR_PLUGIN, "generations", None)
+    p.add_argument("--generations", type=int, metavar="E",
+                   help=(f"generations (default {detector_generations} with the detector "
+                         f"stages, {GENERATIONS} without)" if detector_generations is not None
+                         else f"generations (default {GENERATIONS})"))
     p.add_argument("--parents", type=int, metavar="P",
                    help="P: the best measured losses kept as parents of the next generation (this "
                         "generation's and the previous parents: a (mu + lambda) selection); only "
@@ -111,44 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{d.tune_constants}: off)")
     p.add_argument("--tune-generations", type=int, metavar="G",
                    help=f"CMA-ES generations per tuned loss (default {d.tune_generations})")
-    g = p.add_argument_group("detector stages (D_verify simulation and proxy task)")
-    g.add_argument("--detector-config", metavar="CONFIG",
-                   help="MMDetection config (a file or a bridge config name; default "
-                        "faster-rcnn_r18-tiny for cls, fcos_r18-tiny for cls_binary and reg)")
-    g.add_argument("--data", metavar="SPEC",
-                   help="training set: embedded (default), coco:FILE.json, voc:ROOT, bdd:FILE.json")
-    g.add_argument("--images", metavar="DIR", help="image folder of --data (coco, bdd)")
-    g.add_argument("--verify-iters", type=int, metavar="N",
-                   help=f"training iterations on D_verify (default {d.verify_iters})")
-    g.add_argument("--verify-min-images", type=int, metavar="N",
-                   help="D_verify is one image per category, but at least N images (default "
-                        f"{d.verify_min_images}; one image of a one-category data set, trained "
-                        "and tested on itself, ranks nothing)")
-    g.add_argument("--proxy-epochs", type=int, metavar="N",
-                   help=f"epochs of proxy training (default {d.proxy_epochs}, as the paper)")
-    g.add_argument("--proxy-val", type=int, metavar="N",
-                   help="training images held out as the proxy validation split (default: "
-                        "10,000 as the paper, at most a quarter of the training set)")
-    g.add_argument("--batch-size", type=int, metavar="B",
-                   help="training batch size, per GPU (default: the config's)")
-    g.add_argument("--executor", choices=["local", "ray"],
-                   help="where trainings run: local worker processes (default) or Ray tasks")
-    g.add_argument("--workers", type=int, metavar="W",
-                   help="local trainings at once (default: one per GPU, or per group of "
-                        "--gpus-per-training GPUs, on a GPU machine; one single-threaded training "
-                        "per core, at most 4, on a CPU machine)")
-    g.add_argument("--gpus-per-training", type=int, metavar="N",
-                   help="GPUs of one machine (or Ray node) each training spans, one rank process "
-                        "each (MMEngine's distributed launcher); --batch-size is per GPU and a "
-                        "config with auto_scale_lr scales its lr to N x --batch-size (default: one "
-                        "GPU per training where there are GPUs, CPU trainings where there are "
-                        "none)")
-    g.add_argument("--ray-address", metavar="ADDR",
-                   help="Ray cluster to join (e.g. auto or ray://head:10001; default: a local instance)")
-    g.add_argument("--train-timeout", type=float, metavar="S",
-                   help=f"seconds before a training is killed and marked failed (default {d.train_timeout:g})")
-    g.add_argument("--explode-factor", type=float, metavar="F",
-                   help=f"abort a training whose loss exceeds F times its first value (default {d.explode_factor:g})")
+    add_detector_arguments(p)
     p.add_argument("--config", metavar="FILE",
                    help="settings from a TOML or JSON file; flags given as well override it")
     p.add_argument("--cpu-devices", type=int, metavar="D",
@@ -163,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--no-compile-cache", action="store_true",
                        help="cache no compiled program (each run compiles everything)")
     return p
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """The detector stages' flags: the group the detector plugin fills in (its settings, their
+    defaults and help are the plugin's); without the plugin, a group that says how to get it."""
+    if plugin_fields(DETECTOR_PLUGIN):
+        DETECTOR_PLUGIN.add_arguments(parser.add_argument_group(DETECTOR_PLUGIN.title))
+        return
+    why = (f"failed to load ({DETECTOR_PLUGIN_ERROR}): check the PyTorch/MMDetection install"
+           if DETECTOR_PLUGIN_ERROR else "are not installed: install the bridge package "
+           "(scripts/setup.sh does)")
+    parser.add_argument_group("detector stages", f"the detector stages {why}; or run with "
+                                                 "--no-detector")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -1,4 +1,22 @@
-"""Search settings: defaults, validation with clear messages, and loading from a config file."""
+"""Search settings: defaults, validation with clear messages, and loading from a config file.
+
+:class:`Settings` is the search's own settings (:class:`SearchSettings`) and, after them, those of
+the detector plugin: the object registered as ``detector`` in the ``jaxloss.stages`` entry-point
+group (the ``bridge`` package; jaxloss never imports it by name). The plugin provides:
+
+* ``settings_class`` — a frozen dataclass whose fields, each with its default, become settings of
+  the search: attributes of :class:`Settings`, names of a ``--config`` file, keys of a run's
+  ``settings.json`` and of ``report.json``;
+* ``validate(values)`` — raises :class:`SettingsError` for a bad value of those fields (name →
+  value);
+* ``title`` and ``add_arguments(group)`` — their command-line flags as one argparse group (each
+  flag stores into its setting's name, None when left out);
+* ``generations`` — the default number of generations of a search with its stages;
+* calling it gives the detector stages (:func:`jaxloss.search.stages.load_detector_stages`).
+
+Without the plugin (or when it fails to load) :class:`Settings` is :class:`SearchSettings`, and a
+search runs without detector stages (``--no-detector``).
+"""
 
 from __future__ import annotations
 
@@ -14,19 +32,28 @@ from jaxloss.space.library import INITIAL_LOSS, LIBRARY
 from jaxloss.space.parse import parse_graph
 
 STRATEGIES = ("cse", "vanilla", "random")
-DETECTOR_GENERATIONS = 3
-"""Default generations with the detector stages: with 1,200-step proxy trainings, 3 generations,
-L_I and the final fresh-seed re-measurement take 14.3 minutes on the 2-core CPU machine; each more
-generation adds about 2.4 minutes, so 5 would leave under a minute of the 20-minute budget."""
+GENERATIONS = 5
+"""Default generations without the detector stages (with them: the detector plugin's
+``generations``)."""
+PLUGIN_GROUP = "jaxloss.stages"
+"""The entry-point group in which jaxloss finds the detector plugin (under the name ``detector``)."""
 
 
 class SettingsError(InputError):
     """A setting with a bad value; the message names the setting and what is allowed."""
 
 
+def require(ok: bool, name: str, what: str, value) -> None:
+    """Raise :class:`SettingsError` ``--NAME: WHAT, got VALUE`` unless ``ok`` (every check of a
+    setting's value words its message so, the plugin's included)."""
+    if not ok:
+        raise SettingsError(f"--{name.replace('_', '-')}: {what}, got {value!r}")
+
+
 @dataclass(frozen=True)
-class Settings:
-    """Everything that decides a search (see ``python -m jaxloss.search --help``).
+class SearchSettings:
+    """The search's own settings (see ``python -m jaxloss.search --help``); :class:`Settings`
+    adds the detector plugin's.
 
     ``strategy``: ``cse`` (the paper's funnel: validity, property checks, simulation, detectors),
     ``vanilla`` (evolution with the validity check only before the scoring stage), ``random``
@@ -35,7 +62,7 @@ class Settings:
 
     branch: str = "cls_binary"
     population: int = 2000
-    generations: int | None = None  # None: 3 with the detector stages, else 5
+    generations: int | None = None  # None: the detector plugin's with its stages, else 5
     parents: int | None = None
     top_k: int = 4
     verify_k: int | None = None
@@ -56,22 +83,6 @@ class Settings:
     tune_constants: int = 0
     tune_generations: int = 20
     out: str | None = None
-    # detector stages (used by the plugin that provides them, the bridge package)
-    detector_config: str | None = None
-    data: str = "embedded"
-    images: str | None = None
-    verify_iters: int = 40
-    verify_min_images: int = 8
-    proxy_epochs: int = 1
-    proxy_val: int | None = None
-    batch_size: int | None = None
-    executor: str = "local"
-    workers: int | None = None  # None: one per GPU (group), else one per core, at most 4
-    gpus_per_training: int | None = None  # GPUs of one node per training (None: 1, or CPU)
-    ray_address: str | None = None
-    train_timeout: float = 1800.0
-    explode_factor: float = 1000.0
-    detector_task: str | None = None  # "module:function" training one candidate (tests, custom trainers)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -89,6 +100,70 @@ class Settings:
         return d
 
 
+def _load_detector_plugin() -> tuple[object | None, str | None]:
+    """(the detector plugin, None), (None, why it failed to load), or (None, None) when none is
+    installed."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name == "detector"]
+    if not found:
+        return None, None
+    try:
+        plugin = found[0].load()
+        if plugin_fields(plugin):
+            missing = [name for name in ("validate", "title", "add_arguments")
+                       if not hasattr(plugin, name)]
+            if missing:
+                raise TypeError(f"{plugin!r} has settings but no {', '.join(missing)}")
+    except Exception as err:  # noqa: BLE001 - kept, and said where the plugin is needed
+        return None, f"{type(err).__name__}: {err}"
+    return plugin, None
+
+
+def plugin_fields(plugin) -> tuple[dataclasses.Field, ...]:
+    """The fields of a plugin's ``settings_class`` (none without one).
+
+    Raises:
+      TypeError: a field without a default, or one whose name the search's settings have.
+    """
+    settings_class = getattr(plugin, "settings_class", None) if plugin is not None else None
+    if settings_class is None:
+        return ()
+    own = {f.name for f in dataclasses.fields(SearchSettings)}
+    fields = dataclasses.fields(settings_class)
+    for f in fields:
+        if f.name in own:
+            raise TypeError(f"{settings_class.__name__}.{f.name}: the search has a setting of "
+                            "that name")
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise TypeError(f"{settings_class.__name__}.{f.name} has no default")
+    return fields
+
+
+def _with_plugin_settings(base: type, plugin) -> type:
+    """``base`` with the plugin's settings after its own (in the plugin's order), as ``Settings``."""
+    fields = plugin_fields(plugin)
+    if not fields:
+        return base
+    cls = dataclasses.make_dataclass(
+        "Settings", [(f.name, f.type, dataclasses.field(default=f.default,
+                                                        default_factory=f.default_factory))
+                     for f in fields], bases=(base,), frozen=True)
+    cls.__module__ = __name__
+    plugin_class = plugin.settings_class
+    cls.__doc__ = ("Everything that decides a search: the search's own settings "
+                   "(:class:`SearchSettings`), then the detector plugin's (:class:`"
+                   f"{plugin_class.__module__}.{plugin_class.__qualname__}`).")
+    return cls
+
+
+DETECTOR_PLUGIN, DETECTOR_PLUGIN_ERROR = _load_detector_plugin()
+"""The detector plugin (None when it is not installed, or failed to load: then the error)."""
+Settings = _with_plugin_settings(SearchSettings, DETECTOR_PLUGIN)
+"""Everything that decides a search: :class:`SearchSettings`, then the detector plugin's
+settings (see the module's docstring)."""
+
+
 def setting_names() -> frozenset[str]:
     """The names a config file or a run folder's settings.json may hold (Settings' fields)."""
     return frozenset(f.name for f in dataclasses.fields(Settings)) - {"extra"}
@@ -102,18 +177,26 @@ def validate(s: Settings) -> Settings:
     paper's P <= K (only the top-K of a generation get a proxy fitness, and only measured
     candidates are parents); without them a tenth of the population, 2 to 100. ``verify_k`` is
     3 K (the candidates trained on D_verify, of which the best K by D_verify AP go on).
-    ``generations`` is :data:`DETECTOR_GENERATIONS` with the detector stages, else 5.
+    ``generations`` is the detector plugin's ``generations`` with the detector stages, else
+    :data:`GENERATIONS`.
+
+    The detector plugin's settings are checked by the plugin (also with ``detector`` off, so that
+    a bad value is found before it is used); without the plugin, ``detector`` on is not an error
+    here: the search says so when it needs the stages.
     """
     if s.parents is None and isinstance(s.population, int) and isinstance(s.top_k, int):
         parents = s.top_k if s.detector else min(100, max(2, s.population // 10))
         s = dataclasses.replace(s, parents=min(parents, s.population))
     if s.generations is None:
-        s = dataclasses.replace(s, generations=DETECTOR_GENERATIONS if s.detector else 5)
+        with_stages = s.detector and DETECTOR_PLUGIN is not None
+        s = dataclasses.replace(s, generations=getattr(DETECTOR_PLUGIN, "generations",
+                                                       GENERATIONS) if with_stages
+                                else GENERATIONS)
     if s.verify_k is None and isinstance(s.top_k, int):
         s = dataclasses.replace(s, verify_k=3 * s.top_k)
+
     def need(cond, name, what):
-        if not cond:
-            raise SettingsError(f"--{name.replace('_', '-')}: {what}, got {getattr(s, name)!r}")
+        require(cond, name, what, getattr(s, name))
 
     try:
         branches.get(s.branch)
@@ -150,29 +233,9 @@ def validate(s: Settings) -> Settings:
          "tune_constants", f"a whole number from 0 to archive_size ({s.archive_size})")
     need(isinstance(s.tune_generations, int) and s.tune_generations >= 1, "tune_generations",
          "a whole number >= 1")
-    need(s.executor in ("local", "ray"), "executor", "local or ray")
-    need(s.workers is None or (isinstance(s.workers, int) and not isinstance(s.workers, bool)
-                               and s.workers >= 1), "workers", "a whole number >= 1")
-    need(s.gpus_per_training is None or (isinstance(s.gpus_per_training, int)
-                                         and not isinstance(s.gpus_per_training, bool)
-                                         and s.gpus_per_training >= 1), "gpus_per_training",
-         "a whole number >= 1: the GPUs of one node each training spans (e.g. 8, for the paper's "
-         "8 GPUs x 2 images); leave it out for one GPU per training where there are GPUs and CPU "
-         "trainings where there are none")
-    need(isinstance(s.verify_iters, int) and s.verify_iters >= 1, "verify_iters",
-         "a whole number >= 1")
-    need(isinstance(s.verify_min_images, int) and s.verify_min_images >= 1, "verify_min_images",
-         "a whole number >= 1")
-    need(isinstance(s.proxy_epochs, int) and s.proxy_epochs >= 1, "proxy_epochs",
-         "a whole number >= 1")
-    need(s.proxy_val is None or (isinstance(s.proxy_val, int) and s.proxy_val >= 1), "proxy_val",
-         "a whole number >= 1 (images held out of the training set)")
-    need(s.batch_size is None or (isinstance(s.batch_size, int) and s.batch_size >= 1),
-         "batch_size", "a whole number >= 1")
-    need(isinstance(s.train_timeout, (int, float)) and s.train_timeout > 0, "train_timeout",
-         "seconds > 0")
-    need(isinstance(s.explode_factor, (int, float)) and s.explode_factor > 1, "explode_factor",
-         "a factor > 1")
+    fields = plugin_fields(DETECTOR_PLUGIN)
+    if fields:
+        DETECTOR_PLUGIN.validate({f.name: getattr(s, f.name) for f in fields})
     if not (s.simulation or s.detector):
         raise SettingsError("nothing ranks the candidates: the simulation and the detector "
                             "stages are both off; enable one of them")
