@@ -120,7 +120,7 @@ def node_counts(pop) -> dict:
 def node_masks(pop) -> dict:
     """Per node (bool arrays [P, capacity]): ``operator`` (a used slot holding an operator),
     ``depends`` (the node depends on an input: the split the engine's own analysis makes,
-    ``jaxloss.engine.batched.analyse``, checked by tests/test_benchmark_counts.py) and ``live``
+    ``jaxloss.engine.batched.analyse``, checked by tests/benchmarks/test_counts.py) and ``live``
     (the output reads it, directly or through other nodes; the output itself is live)."""
     import numpy as np
 

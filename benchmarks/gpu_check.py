@@ -15,7 +15,7 @@ error in the JSON; the others still run):
   effect (``screen_speedup``); ``speedup_vs_torch_eager`` (the two mixed) is kept for one release.
 * ``to_torch`` — ``bridge.to_torch`` on the device against JAX on the device for library losses:
   the largest absolute difference of the per-sample values and of their gradients (float32; every
-  input's gradient), with the tolerance of tests/test_bridge_module.py's CUDA test
+  input's gradient), with the tolerance of tests/bridge/test_module.py's CUDA test
   (|torch − JAX| ≤ 1e-4·|JAX| + 1e-6 × the loss's largest |value| or |gradient|).
 * ``train_fcos_r50`` / ``train_faster_rcnn_r50`` — ``--iters`` (20) iterations of the paper's FCOS
   R50-FPN (CSE-Autoloss-B) and Faster R-CNN R50-FPN (CSE-Autoloss-A) configs

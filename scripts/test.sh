@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: sets up .venv if needed, then runs pytest. Arguments are passed to pytest
-# (e.g. scripts/test.sh -m slow for the slow tests, scripts/test.sh tests/test_parse.py -x).
+# (e.g. scripts/test.sh -m slow for the slow tests, scripts/test.sh tests/space/test_parse.py -x).
 #
-# Without a test path the suite runs in two pytest processes, the bridge and detector-stage tests
-# (tests/test_[b-d]*.py) and then the rest: in one process holding everything the whole suite
-# builds (torch models, Ray, worker pools, hundreds of compiled XLA programs) the search tests
-# crashed the interpreter in libgcc's unwinder (SIGSEGV / SIGABRT, no Python traceback); each half
-# passes, and so does each test alone. Exit status: the first failure's, else 0 (pytest's 5, "no
-# tests collected", counts as a failure only if neither process collected a test).
+# Without a test path the suite runs in two pytest processes, the PyTorch side (tests/bridge: the
+# torch module, MMDetection, workers, the detector stages) and then the rest: in one process holding
+# everything the whole suite builds (torch models, Ray, worker pools, hundreds of compiled XLA
+# programs) the search tests crashed the interpreter in libgcc's unwinder (SIGSEGV / SIGABRT, no
+# Python traceback); each half passes, and so does each test alone. Exit status: the first
+# failure's, else 0 (pytest's 5, "no tests collected", counts as a failure only if neither process
+# collected a test).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
@@ -18,10 +19,11 @@ for arg in "$@"; do
     exec "$python" -m pytest "$@"
   fi
 done
-first=(tests/test_[b-d]*.py)
+first=(tests/bridge)
 rest=()
-for f in tests/test_*.py; do
-  [[ "$(basename "$f")" == test_[b-d]* ]] || rest+=("$f")
+for f in tests/*/ tests/test_*.py; do
+  f="${f%/}"
+  [[ "$f" == tests/bridge || "$f" == tests/__pycache__ ]] || rest+=("$f")
 done
 set +e
 "$python" -m pytest "$@" "${first[@]}"

@@ -6,7 +6,7 @@ Why: XLA on CPU calls the C library one element at a time for ``sin``, ``cos`` a
 the Gudermannian S-curve (two arctan) about as often as any other operator, so those three alone
 took ~70% of the batched engine's arithmetic. Written as polynomials they vectorise like ``exp``.
 
-Accuracy (float32, measured by ``tests/test_trig.py`` against float64 NumPy):
+Accuracy (float32, measured by ``tests/engine/test_trig.py`` against float64 NumPy):
   * :func:`arctan_unit` on [0, 1]: a reduction to |s| <= tan(π/8) and the Taylor series of
     atan(s) to s¹⁷ (truncation error <= s¹⁹/19 < 7e-9 relative), within a few float32 ulp.
   * :func:`sin`, :func:`cos`: the argument is reduced by π/2 in four parts of at most 8 significant

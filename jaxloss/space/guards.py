@@ -23,7 +23,7 @@ Derivatives at ties (the kinks of |a|, relu and the exp clamp) follow JAX, in th
 the PyTorch bridge alike: |a|' = 1 at 0 (the release, with torch.abs: 0), relu'(0) = 1/2 (the
 release, torch.relu: 0), and exp's clamp min(a, 88) has slope 1/2 at a = 88, so exp'(88) = e⁸⁸/2
 (the release, torch.clamp: 0). Everywhere else every operator's derivative is the derivative of its
-value (tests/test_ops.py checks it against float64 central differences; tests/test_release_parity.py
+value (tests/space/test_ops.py checks it against float64 central differences; tests/space/test_release_parity.py
 against the release's operators).
 """
 
