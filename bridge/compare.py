@@ -59,12 +59,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from bridge.search_stages.cache import MACHINE_FAILURES
 from bridge.search_stages.settings import DEFAULT_TASK
 from jaxloss.errors import FormulaError, InputError
 from jaxloss.search.stats import CONFIDENCE, paired_interval, t_quantile  # noqa: F401 - re-exported
+from jaxloss.space.resolve import BRANCH_WORDS, as_loss
 
-MACHINE_REASONS = ("timeout", "crashed", "no_start", "out_of_memory")
-"""Outcomes that say nothing about the loss: retried, and never kept as a final result."""
 _NAME = re.compile(r"^[A-Za-z][\w.+-]*$")
 
 
@@ -92,20 +92,16 @@ def resolve_loss(text: str, branch: str, flag: str = "--loss") -> Candidate:
         one line naming ``flag`` and the text.
     """
     from jaxloss.space.library import LIBRARY
-    from jaxloss.space.loss import Loss
 
     label, formula = None, text.strip()
     head, sep, tail = formula.partition("=")
     if sep and _NAME.match(head.strip()) and tail.strip():
         label, formula = head.strip(), tail.strip()
-    if formula in LIBRARY:
-        loss = LIBRARY[formula]
-        if loss.branch != branch:
-            raise CompareError(f"{flag} {formula}: a {loss.branch} loss, but this comparison "
-                               f"trains {branch} losses ({_branch_words(branch)})")
-        return Candidate(label or formula, str(loss))
+    if formula in LIBRARY and LIBRARY[formula].branch != branch:
+        raise CompareError(f"{flag} {formula}: a {LIBRARY[formula].branch} loss, but this "
+                           f"comparison trains {branch} losses ({BRANCH_WORDS[branch]})")
     try:
-        loss = Loss.parse(formula, branch, max_nodes=None)  # any size: it is trained, not searched
+        loss = as_loss(formula, branch)  # any size: it is trained, not searched
     except FormulaError as err:
         if _NAME.match(formula) and not any(c in formula for c in "()*/"):
             close = difflib.get_close_matches(formula, list(LIBRARY), n=3, cutoff=0.6)
@@ -118,12 +114,6 @@ def resolve_loss(text: str, branch: str, flag: str = "--loss") -> Candidate:
         raise CompareError(f"{flag} {formula!r}: not a {branch} formula: {err.reason}{where}"
                            ) from None
     return Candidate(label or formula, str(loss))
-
-
-def _branch_words(branch: str) -> str:
-    return {"cls": "softmax classification, RoI heads",
-            "cls_binary": "sigmoid classification, one-stage heads",
-            "reg": "box regression"}[branch]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,7 +264,7 @@ def _config_digest(path: str) -> str:
 class TrainingCache:
     """Outcomes of trainings by task key, appended to a JSON-lines file as each training ends.
 
-    Lines whose ``reason`` is a machine failure (:data:`MACHINE_REASONS`) are the record of what
+    Lines whose ``reason`` is a machine failure (:data:`MACHINE_FAILURES`) are the record of what
     happened, never a result: they are skipped when the file is read, so that training runs again.
     """
 
@@ -287,14 +277,14 @@ class TrainingCache:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by a kill: that training runs again
-                if entry.get("reason") not in MACHINE_REASONS:
+                if entry.get("reason") not in MACHINE_FAILURES:
                     self.entries[entry["task"]] = entry
 
     def get(self, key: str) -> dict | None:
         return self.entries.get(key)
 
     def put(self, entry: dict) -> None:
-        if entry.get("reason") not in MACHINE_REASONS:
+        if entry.get("reason") not in MACHINE_FAILURES:
             self.entries[entry["task"]] = entry
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
@@ -366,7 +356,7 @@ def run_trainings(protocol: Protocol, candidates: Sequence[Candidate], seeds: Se
                  "seconds": outcome.seconds, "iters": protocol.training["iters"],
                  "config": protocol.config, "branch": protocol.branch}
         cache.put(entry)
-        final = outcome.reason not in MACHINE_REASONS
+        final = outcome.reason not in MACHINE_FAILURES
         if final:
             finished[0] += 1
             train_seconds.append(outcome.seconds)
@@ -606,7 +596,7 @@ def _choose_branch(args) -> tuple[str, list[str], str]:
         heads = config_branch(args.config)
         if args.branch not in (None, heads):
             raise CompareError(f"--branch {args.branch}: --config {args.config} has "
-                               f"{_branch_words(heads)} ({heads})")
+                               f"{BRANCH_WORDS[heads]} ({heads})")
         return heads, args.loss_cls, "--loss-cls"
     if args.branch:
         return args.branch, args.loss_cls, "--loss-cls"
@@ -690,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = sum(len([r for r in row["failed"].values() if r == "not trained"])
                       for row in report["losses"].values())
         print(f"{parser.prog}: {missing} training(s) failed for machine reasons "
-              f"({'/'.join(MACHINE_REASONS)}); rerun the same command to train them again",
+              f"({'/'.join(sorted(MACHINE_FAILURES))}); rerun the same command to train them again",
               file=sys.stderr)
         return 1
     return 0

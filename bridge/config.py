@@ -15,6 +15,7 @@ from mmengine.config import Config, ConfigDict
 import jaxloss
 from bridge.data.source import DetectionData
 from jaxloss.search.report import CONFIG_KEY, searched_loss_config
+from jaxloss.space.resolve import as_loss
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -72,8 +73,7 @@ def detection_heads(model: ConfigDict) -> list[tuple[ConfigDict, str]]:
 
 
 def _searched(formula: str, branch: str, old: dict | None, **extra) -> dict:
-    loss = jaxloss.LIBRARY[formula] if formula in jaxloss.LIBRARY else \
-        jaxloss.parse(formula, branch, max_nodes=None)
+    loss = as_loss(formula, None if formula in jaxloss.LIBRARY else branch)
     if loss.branch != branch:
         raise ValueError(f"{formula!r} is a {loss.branch} loss; this head needs a {branch} loss")
     return searched_loss_config(str(loss) if loss.name is None else loss.name, branch,

@@ -33,6 +33,7 @@ import jaxloss
 from bridge import boxes, finite
 from bridge.mmdet import inputs as make
 from bridge.module import LossModule
+from jaxloss.space.resolve import as_loss
 
 _UNSET = object()
 REDUCTIONS = ("none", "mean", "sum")
@@ -44,22 +45,10 @@ def resolve(formula: "str | jaxloss.Loss", branch: str | None) -> jaxloss.Loss:
     """A jaxloss Loss from a library name, formula text (paper or release notation) or a Loss."""
     if branch is not None and branch not in jaxloss.BRANCHES:
         raise ValueError(f"unknown branch {branch!r}: choose one of {', '.join(jaxloss.BRANCHES)}")
-    if isinstance(formula, jaxloss.Loss):
-        loss = formula
-    elif not isinstance(formula, str) or not formula.strip():
+    if not isinstance(formula, (str, jaxloss.Loss)) or not str(formula).strip():
         raise ValueError(f"SearchedLoss needs formula= (a library name such as 'CSE-Autoloss-A_cls' "
                          f"or formula text); got {formula!r}")
-    elif formula in jaxloss.LIBRARY:
-        loss = jaxloss.LIBRARY[formula]
-    elif branch is None:
-        raise ValueError(f"SearchedLoss(formula={formula!r}) needs branch= ('cls' for two-stage "
-                         f"RoI heads, 'cls_binary' for one-stage heads, 'reg' for boxes); only "
-                         f"library names ({', '.join(jaxloss.LIBRARY)}) carry their own branch")
-    else:
-        loss = jaxloss.parse(formula, branch, max_nodes=None)
-    if branch is not None and branch != loss.branch:
-        raise ValueError(f"{formula!r} is a {loss.branch} loss, not {branch}")
-    return loss
+    return as_loss(formula, branch)
 
 
 @MODELS.register_module()

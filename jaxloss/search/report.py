@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxloss.filters.funnel import format_funnel
-from jaxloss.space.loss import Loss
-from jaxloss.space.parse import parse_graph
+from jaxloss.space.resolve import as_loss
 
 CONFIG_KEY = {"cls": "loss_cls", "cls_binary": "loss_cls", "reg": "loss_bbox"}
 """The key of each branch's loss in an MMDetection head's config."""
@@ -43,7 +42,7 @@ subtree of S-curves and logarithms) ``sympy.simplify`` runs for minutes."""
 
 def describe(formula: str, branch: str) -> dict:
     """Formula, simplified sympy, LaTeX and the MMDetection config line of a loss."""
-    loss = Loss(parse_graph(formula, branch, None), branch)
+    loss = as_loss(formula, branch)
     return {"formula": formula, "prefix": loss.prefix(), "sympy": _simplified(loss.sympy()),
             "latex": loss.latex(), "mmdet": mmdet_line(formula, branch), "nodes": loss.size}
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from jaxloss.errors import FormulaError, InputError
 from jaxloss.space import branches
 from jaxloss.space.library import INITIAL_LOSS, LIBRARY
-from jaxloss.space.parse import parse_graph
+from jaxloss.space.resolve import as_loss
 
 STRATEGIES = ("cse", "vanilla", "random")
 GENERATIONS = 5
@@ -240,7 +240,7 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("nothing ranks the candidates: the simulation and the detector "
                             "stages are both off; enable one of them")
     try:
-        parse_graph(s.initial_formula, s.branch, s.capacity)
+        as_loss(s.initial_formula, s.branch, max_nodes=s.capacity)
     except FormulaError as err:
         raise SettingsError(f"--initial: {err}") from None
     return s

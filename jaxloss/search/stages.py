@@ -216,16 +216,13 @@ def load_detector_stages(settings: dict, run_dir, log) -> list[Stage]:
     Raises:
       RuntimeError: saying how to get them, when no plugin is installed or it fails to load.
     """
-    from importlib.metadata import entry_points
+    from jaxloss.search.settings import DETECTOR_PLUGIN, DETECTOR_PLUGIN_ERROR
 
-    found = [ep for ep in entry_points(group="jaxloss.stages") if ep.name == "detector"]
-    if not found:
+    if DETECTOR_PLUGIN_ERROR is not None:
+        raise RuntimeError(f"the detector stages failed to load ({DETECTOR_PLUGIN_ERROR}); "
+                           "check the PyTorch/MMDetection install or run with --no-detector")
+    if DETECTOR_PLUGIN is None:
         raise RuntimeError("the detector stages are not installed: install the bridge package "
                            "(scripts/setup.sh does) or run with --no-detector")
-    try:
-        factory = found[0].load()
-    except Exception as err:  # noqa: BLE001 - say what failed and how to proceed
-        raise RuntimeError(f"the detector stages failed to load ({type(err).__name__}: {err}); "
-                           "check the PyTorch/MMDetection install or run with --no-detector"
-                           ) from err
+    factory = DETECTOR_PLUGIN
     return list(factory(settings=settings, run_dir=run_dir, log=log))

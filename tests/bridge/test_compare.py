@@ -177,12 +177,12 @@ def test_machine_failures_are_retried_and_never_cached(tmp_path, capsys):
 def test_the_cache_never_keeps_a_machine_failure(tmp_path):
     path = tmp_path / "trainings.jsonl"
     cache = cmp.TrainingCache(path)
-    for i, reason in enumerate((*cmp.MACHINE_REASONS, None, "nonfinite")):
+    for i, reason in enumerate((*sorted(cmp.MACHINE_FAILURES), None, "nonfinite")):
         cache.put({"task": f"k{i}", "reason": reason, "result": None})
     path.write_text(path.read_text() + '{"task": "cut sh')  # a line a kill cut short
     reread = cmp.TrainingCache(path)
-    assert set(reread.entries) == {f"k{len(cmp.MACHINE_REASONS)}",
-                                   f"k{len(cmp.MACHINE_REASONS) + 1}"}
+    assert set(reread.entries) == {f"k{len(cmp.MACHINE_FAILURES)}",
+                                   f"k{len(cmp.MACHINE_FAILURES) + 1}"}
     assert set(reread.entries) == set(cache.entries)
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bridge.executor import ExecutorSetupError, RayExecutor, Task
-from tests.test_bridge_gpus import gone, read_pid
+from tests.bridge.test_gpus import gone, read_pid
 
 ray = pytest.importorskip("ray")
 

@@ -31,7 +31,7 @@ import jaxloss
 devices = jaxloss.use_cpu_cores(int(sys.argv[1]))
 from jaxloss.engine.devices import shard_count
 assert shard_count() == devices, (shard_count(), devices)
-from tests.test_devices import workload
+from tests.engine.test_devices import workload
 np.savez(sys.argv[2], **workload())
 """
 

@@ -36,7 +36,7 @@ import jaxloss
 from bridge.namespace import TORCH
 from jaxloss.engine.namespaces import JAX
 from jaxloss.space import guards, ops
-from tests.test_bridge_module import engine_derivatives
+from tests.bridge.test_module import engine_derivatives
 
 SQRT_PI = math.sqrt(math.pi)
 

@@ -555,7 +555,7 @@ def release_fcos_box_loss(head, outs, func, release: bool):
     with norm_on_bbox (lines 485-486, the same assignment as mmdet's), predictions and targets
     decoded around the pixel points as they are (stride units), the IoU clamped at 1e-7 as the
     weight and its sum as the avg_factor."""
-    from tests.test_bridge_heads import GT
+    from tests.bridge.test_heads import GT
 
     cls_scores, bbox_preds, _ = outs
     points = head.prior_generator.grid_priors([s.shape[-2:] for s in cls_scores],
@@ -578,7 +578,7 @@ def release_atss_box_loss(head, outs, func, release: bool):
     """The release's ATSS box loss (atss_head.py lines 170-218 per level, 299-303 over levels):
     each level's loss with its IoUs as the weight and avg_factor 1, their sum divided by the IoU
     sum over all levels (1 if that is below 1e-12)."""
-    from tests.test_bridge_heads import GT, METAS
+    from tests.bridge.test_heads import GT, METAS
 
     cls_scores, bbox_preds, _ = outs
     anchors, valid = head.get_anchors([s.shape[-2:] for s in cls_scores], METAS, device="cpu")
@@ -615,7 +615,7 @@ def test_one_stage_heads_train_with_the_releases_box_loss(case, release):
     release's arithmetic on the same outputs (B_reg, stride units for FCOS)."""
     from mmdet.registry import MODELS
 
-    import tests.test_bridge_heads as heads
+    import tests.bridge.test_heads as heads
 
     cfg_name, extra, reference = HEAD_CASES[case]
     cfg = dict(getattr(heads, cfg_name), **extra)
@@ -646,7 +646,7 @@ def test_release_and_per_sample_weighting_differ_on_a_head_batch():
     """The option matters: on the same outputs the two arithmetics give different box losses."""
     from mmdet.registry import MODELS
 
-    import tests.test_bridge_heads as heads
+    import tests.bridge.test_heads as heads
 
     torch.manual_seed(0)
     head = MODELS.build(dict(heads.FCOS, box_units="stride"))
@@ -665,7 +665,7 @@ def test_atss_box_loss_divides_by_an_iou_sum_below_one(release):
     the IoU sum all the same (mmdet's ATSSHead would divide by 1)."""
     from mmdet.registry import MODELS
 
-    import tests.test_bridge_heads as heads
+    import tests.bridge.test_heads as heads
 
     torch.manual_seed(0)
     head = MODELS.build(dict(heads.ATSS, loss_bbox=dict(type="CSE-Autoloss-B_reg",
