@@ -71,11 +71,6 @@ from jaxloss.engine.devices import use_cpu_cores
 BRANCH = "cls_binary"
 
 
-def _operator_nodes(pop) -> np.ndarray:
-    """Every operator node of each genome (the former counting's node count)."""
-    return node_counts(pop)["operators"]
-
-
 def run_jaxloss(pop, screen: bool) -> dict:
     import jaxloss
     from jaxloss.filters.checks import SCREEN_STRIDE, _prepare
