@@ -207,3 +207,23 @@ def cores_line(c: dict) -> str:
     return (f"{plural(c['torch_eager'], 'core')} (CPUs {c['cpus']}) for every engine: {engine}; "
             f"{eager}")
 
+
+def add_core_arguments(parser) -> None:
+    """``--cores`` and ``--cpu-devices``: the same CPU cores for every engine of a benchmark."""
+    parser.add_argument("--cores", type=int, default=None,
+                        help="CPU cores for every engine alike (default: all this process may "
+                             "use): the process is confined to them, jaxloss runs on that many "
+                             "CPU devices, PyTorch eager on that many threads and processes")
+    parser.add_argument("--cpu-devices", type=int, default=None,
+                        help="CPU devices the engine spreads over (default: one per core of "
+                             "--cores; 1: the engine on one core)")
+
+
+def confine_to_cores(args) -> tuple[list[int], int]:
+    """Confine this process to ``args.cores`` cores and put the engine on ``args.cpu_devices``
+    CPU devices (default: one per core); call it before JAX or torch computes anything.
+    Returns (the CPUs, the CPU devices)."""
+    from jaxloss.engine.devices import use_cpu_cores
+
+    cpus = use_cores(args.cores)
+    return cpus, use_cpu_cores(args.cpu_devices if args.cpu_devices is not None else len(cpus))

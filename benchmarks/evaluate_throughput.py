@@ -40,9 +40,9 @@ import time
 
 import numpy as np
 
-from benchmarks.common import (best_time, cores_line, format_cpus, machine, node_counts, plural,
-                               raw_elementwise_rate, use_cores, values_agreement)
-from jaxloss.engine.devices import use_cpu_cores
+from benchmarks.common import (add_core_arguments, best_time, confine_to_cores, cores_line,
+                               format_cpus, machine, node_counts, plural, raw_elementwise_rate,
+                               values_agreement)
 
 
 def workload(candidates: int, points: int, seed: int = 0):
@@ -105,16 +105,9 @@ def main(argv=None) -> int:
                              "a jaxloss run on just those, for the comparison)")
     parser.add_argument("--quick", action="store_true", help="1,000 candidates: under a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--cores", type=int, default=None,
-                        help="CPU cores for every engine alike (default: all this process may "
-                             "use): the process is confined to them, jaxloss runs on that many "
-                             "CPU devices, PyTorch eager on that many threads and processes")
-    parser.add_argument("--cpu-devices", type=int, default=None,
-                        help="CPU devices the engine spreads over (default: one per core of "
-                             "--cores; 1: the engine on one core, as before jaxloss 0.2)")
+    add_core_arguments(parser)
     args = parser.parse_args(argv)
-    cpus = use_cores(args.cores)  # before JAX and torch start any thread
-    cpu_devices = use_cpu_cores(args.cpu_devices if args.cpu_devices is not None else len(cpus))
+    cpus, cpu_devices = confine_to_cores(args)  # before JAX and torch start any thread
     if args.quick:
         args.candidates = min(args.candidates, 1000)
     import jax

@@ -64,9 +64,9 @@ import time
 
 import numpy as np
 
-from benchmarks.common import (cores_line, format_cpus, machine, node_counts, plural,
-                               raw_elementwise_rate, use_cores, values_agreement)
-from jaxloss.engine.devices import use_cpu_cores
+from benchmarks.common import (add_core_arguments, confine_to_cores, cores_line, format_cpus,
+                               machine, node_counts, plural, raw_elementwise_rate,
+                               values_agreement)
 
 BRANCH = "cls_binary"
 
@@ -234,16 +234,9 @@ def main(argv=None) -> int:
                         help="random candidates for the funnel (100,000; 0 to skip)")
     parser.add_argument("--quick", action="store_true", help="smaller workload: under a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--cores", type=int, default=None,
-                        help="CPU cores for every engine alike (default: all this process may "
-                             "use): the process is confined to them, jaxloss runs on that many "
-                             "CPU devices, PyTorch eager on that many threads and processes")
-    parser.add_argument("--cpu-devices", type=int, default=None,
-                        help="CPU devices the engine spreads over (default: one per core of "
-                             "--cores; 1: the engine on one core, as before jaxloss 0.2)")
+    add_core_arguments(parser)
     args = parser.parse_args(argv)
-    cpus = use_cores(args.cores)  # before JAX and torch start any thread
-    cpu_devices = use_cpu_cores(args.cpu_devices if args.cpu_devices is not None else len(cpus))
+    cpus, cpu_devices = confine_to_cores(args)  # before JAX and torch start any thread
     if args.quick:
         args.candidates, args.torch_candidates = 2_000, None
         args.jit_candidates, args.numpy_candidates, args.funnel = 5, 50, 5_000
