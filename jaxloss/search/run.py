@@ -32,6 +32,7 @@ from jaxloss.errors import InputError, Interrupted
 from jaxloss.evolution.base import initial_parents, num_filled
 from jaxloss.evolution.cse import LossEvolution
 from jaxloss.evolution.random import RandomSearch
+from jaxloss.filters import equivalence
 from jaxloss.genome.population import Population, from_losses
 from jaxloss.search import archive as archives
 from jaxloss.search import checkpoint, report
@@ -266,8 +267,10 @@ class Search:
         return [self.s.seed + 1 + j for j in range(self.s.final_seeds)]
 
     def measure_final(self, record: RunRecord) -> dict | None:
-        """The search's result: the best ``final_k`` losses of the archive and L_I measured again
-        by the fitness stage with :meth:`final_seeds`, each loss with every seed (paired).
+        """The search's result: the best ``final_k`` losses of the archive that compute distinct
+        functions (different from L_I's and from each other's: the archive keeps spellings apart,
+        a re-measurement of the same function twice tells nothing new) and L_I, measured again by
+        the fitness stage with :meth:`final_seeds`, each loss with every seed (paired).
 
         Returns:
           ``{"stage", "unit", "seeds", "losses": [...]}`` with L_I first; per loss its formula,
@@ -277,11 +280,20 @@ class Search:
         if not self.s.final_k:
             return None
         initial = record.initial
-        found = archives.from_json(record.archive)[: self.s.final_k]
+        archive = archives.from_json(record.archive)
+        everything = from_losses([as_loss(f, self.s.branch, max_nodes=self.s.capacity) for f in
+                                  [initial["formula"]] + [e.formula for e in archive]],
+                                 self.s.capacity)
+        prints = equivalence.fingerprints(everything)
+        chosen = []
+        for k, entry in enumerate(archive):
+            if len(chosen) < self.s.final_k and prints[k + 1] not in \
+                    {prints[0], *(prints[j + 1] for j in chosen)}:
+                chosen.append(k)
+        found = [archive[k] for k in chosen]
         formulas = [initial["formula"]] + [e.formula for e in found]
         in_search = [initial["fitness"]] + [e.score for e in found]
-        pop = from_losses([as_loss(f, self.s.branch, max_nodes=self.s.capacity)
-                           for f in formulas], self.s.capacity)
+        pop = everything[np.array([0] + [k + 1 for k in chosen])]
         seeds = self.final_seeds()
         stage = next(st for st in self.stages if st.name == self.fitness_stage)
         self.log(f"final: L_I and the best {len(found)} loss(es) measured again by the "

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import jaxloss
+from jaxloss.filters import equivalence
 from jaxloss.search import Settings, SettingsError, run_search
 from jaxloss.search.cli import main as cli_main
 from jaxloss.search.settings import validate
@@ -174,7 +175,17 @@ def test_the_initial_loss_is_measured_first_and_is_the_first_parent(tmp_path):
     assert final["stage"] == "simulation" and final["seeds"] == [8, 9, 10]  # search: draw 0
     rows = final["losses"]
     assert rows[0]["initial"] and rows[0]["formula"] == initial["formula"]
-    assert [r["formula"] for r in rows[1:]] == [e["formula"] for e in report["archive"][:3]]
+    # the best three archive entries that compute distinct functions (not L_I's either): the
+    # archive keeps spellings of one function apart, the final measurement does not repeat one
+    archive = [e["formula"] for e in report["archive"]]
+    prints = equivalence.fingerprints([initial["formula"]] + archive,
+                                    branch=report["settings"]["branch"])
+    expected, seen = [], {prints[0]}
+    for formula, fp in zip(archive, prints[1:]):
+        if fp not in seen and len(expected) < 3:
+            expected.append(formula)
+            seen.add(fp)
+    assert len(expected) == 3 and [r["formula"] for r in rows[1:]] == expected
     for row in rows:
         assert row["n"] == 3 and row["std"] > 0 and row["values"] != [row["in_search"]] * 3
         np.testing.assert_allclose(row["mean"], np.mean(row["values"]), rtol=1e-9)
@@ -254,3 +265,29 @@ def test_the_report_does_not_wait_for_sympy_on_a_hard_formula():
     assert time.perf_counter() - start < report.SIMPLIFY_SECONDS + 10
     assert "did not simplify it within" in d["sympy"] and d["latex"]
     assert report.describe("x * 1 + (y - y)", "cls_binary")["sympy"] == "x"
+
+
+def test_the_final_measurement_takes_distinct_functions(tmp_path):
+    """Spellings of one function (``i/u`` and ``u*i/(u*u)``; a spelling of L_I's function) are
+    measured once: final_k counts functions, in archive order."""
+    from jaxloss.search import archive as archives
+    from jaxloss.search.record import RunRecord
+    from jaxloss.search.run import Search
+
+    settings = validate(Settings(out=str(tmp_path / "run"),
+                                 **dict(SMALL, generations=1, final_k=2, final_seeds=2)))
+    search = Search(settings, log=lambda *a, **k: None)
+    initial = str(jaxloss.parse("1 - i/u", "reg"))
+    ranked = ["1 - u*i/(u*u)",       # L_I's function, spelled otherwise: skipped
+              "1 - i/u + (e - u)/e",  # kept
+              "(e - u)/e + 1 - i/u",  # the kept one again: skipped
+              "(u - i)/u",            # L_I's function again: skipped
+              "1 - i*i/(u*u)"]        # kept: the second distinct function
+    entries = [archives.Entry(str(jaxloss.parse(f, "reg")), jaxloss.parse(f, "reg").key,
+                              0.9 - 0.1 * k, 1) for k, f in enumerate(ranked)]
+    record = RunRecord(settings=settings.to_json(), archive=archives.to_json(entries),
+                       initial={"formula": initial, "fitness": 0.5})
+    final = search.measure_final(record)
+    formulas = [row["formula"] for row in final["losses"]]
+    assert formulas == [initial, entries[1].formula, entries[4].formula]
+    assert all(row["n"] == 2 for row in final["losses"])
