@@ -227,3 +227,15 @@ def confine_to_cores(args) -> tuple[list[int], int]:
 
     cpus = use_cores(args.cores)
     return cpus, use_cpu_cores(args.cpu_devices if args.cpu_devices is not None else len(cpus))
+
+
+def raw_speedups(ours: dict, eager: dict) -> dict:
+    """jaxloss's rate against each PyTorch eager engine of ``eager`` (name → its result, with
+    ``candidates_per_s``) on the same work: ``raw_speedup_vs_torch_eager`` against the faster
+    (``raw_baseline``), and ``raw_speedup_by_baseline`` against each."""
+    baseline = max(eager, key=lambda k: eager[k]["candidates_per_s"])
+    return {"raw_speedup_vs_torch_eager":
+            ours["candidates_per_s"] / eager[baseline]["candidates_per_s"],
+            "raw_baseline": baseline,
+            "raw_speedup_by_baseline": {k: ours["candidates_per_s"] / e["candidates_per_s"]
+                                        for k, e in eager.items()}}

@@ -42,7 +42,7 @@ import numpy as np
 
 from benchmarks.common import (add_core_arguments, best_time, confine_to_cores, cores_line,
                                format_cpus, machine, node_counts, plural, raw_elementwise_rate,
-                               values_agreement)
+                               raw_speedups, values_agreement)
 
 
 def workload(candidates: int, points: int, seed: int = 0):
@@ -132,7 +132,6 @@ def main(argv=None) -> int:
             e["points"] = args.points
 
     eager = {k: engines[k] for k in ("torch_eager", "torch_eager_processes") if k in engines}
-    baseline = max(eager, key=lambda k: eager[k]["candidates_per_s"])
     for name, e in eager.items():
         if (e["candidates"], e["points"]) != (same["candidates"], args.points):
             raise AssertionError(f"{name} evaluated {e['candidates']} candidates on {e['points']} "
@@ -159,11 +158,7 @@ def main(argv=None) -> int:
         "cores": cores,
         "engines": {k: {kk: vv for kk, vv in v.items() if kk != "values"}
                     for k, v in engines.items()},
-        "raw_speedup_vs_torch_eager":
-            same["candidates_per_s"] / eager[baseline]["candidates_per_s"],
-        "raw_baseline": baseline,
-        "raw_speedup_by_baseline": {k: same["candidates_per_s"] / e["candidates_per_s"]
-                                    for k, e in eager.items()},
+        **raw_speedups(same, eager),
         "same_work": same_work,
         "speedup_vs_torch_eager": same["candidates_per_s"] / torch_eager["candidates_per_s"],
         "useful_node_evals_per_s": useful,

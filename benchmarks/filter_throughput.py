@@ -65,7 +65,7 @@ import time
 import numpy as np
 
 from benchmarks.common import (add_core_arguments, confine_to_cores, cores_line, format_cpus,
-                               machine, node_counts, plural, raw_elementwise_rate,
+                               machine, node_counts, plural, raw_elementwise_rate, raw_speedups,
                                values_agreement)
 
 BRANCH = "cls_binary"
@@ -269,7 +269,6 @@ def main(argv=None) -> int:
 
     # (a) the raw engine against the faster PyTorch eager engine: same grid, candidates, cores
     eager = {k: engines[k] for k in ("torch_eager", "torch_eager_processes") if k in engines}
-    baseline = max(eager, key=lambda k: eager[k]["candidates_per_s"])
     same_work = _same_work(same_pop, same_full, eager, torch_eager.pop("values"))
     backend = jaxloss_backend()
     cores = {"jaxloss": len(cpus) if backend == "cpu" else None,
@@ -290,11 +289,7 @@ def main(argv=None) -> int:
         "cores": cores,
         "engines": {k: {kk: vv for kk, vv in v.items() if kk not in ("reasons", "values")}
                     for k, v in engines.items()},
-        "raw_speedup_vs_torch_eager":
-            same_full["candidates_per_s"] / eager[baseline]["candidates_per_s"],
-        "raw_baseline": baseline,
-        "raw_speedup_by_baseline": {k: same_full["candidates_per_s"] / e["candidates_per_s"]
-                                    for k, e in eager.items()},
+        **raw_speedups(same_full, eager),
         "screen_speedup": ours["candidates_per_s"] / ours_full["candidates_per_s"],
         "screen_full_grid_candidates": ours["full_grid_candidates"],
         "same_work": same_work,
