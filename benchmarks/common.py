@@ -239,3 +239,13 @@ def raw_speedups(ours: dict, eager: dict) -> dict:
             "raw_baseline": baseline,
             "raw_speedup_by_baseline": {k: ours["candidates_per_s"] / e["candidates_per_s"]
                                         for k, e in eager.items()}}
+
+
+def terms_text(cores: dict) -> str:
+    """How the engines shared the machine, for a headline: "2 cores each", or why not equal."""
+    if not cores["equal_terms"]:
+        return (f"NOT equal terms: jaxloss on {cores['jaxloss_backend']}, PyTorch on "
+                f"{cores['torch_eager']} CPU cores")
+    return f"{plural(cores['torch_eager'], 'core')} each" + (
+        "" if cores["jaxloss_cpu_devices"] == cores["torch_eager"] else
+        f" (jaxloss on {plural(cores['jaxloss_cpu_devices'], 'CPU device')})")

@@ -42,7 +42,7 @@ import numpy as np
 
 from benchmarks.common import (add_core_arguments, best_time, confine_to_cores, cores_line,
                                format_cpus, machine, node_counts, plural, raw_elementwise_rate,
-                               raw_speedups, values_agreement)
+                               raw_speedups, terms_text, values_agreement)
 
 
 def workload(candidates: int, points: int, seed: int = 0):
@@ -205,12 +205,7 @@ def _print(r: dict) -> None:
                      else f"PyTorch eager, {t['processes']} processes x 1 thread:")
             print(f"  {label:42s} {t['candidates_per_s']:>12,.0f} candidates/s "
                   f"({t['candidates']:,} candidates, {t['seconds']:.3f} s)")
-    terms = (f"{plural(c['torch_eager'], 'core')} each" + (
-                 "" if c["jaxloss_cpu_devices"] == c["torch_eager"] else
-                 f" (jaxloss on {plural(c['jaxloss_cpu_devices'], 'CPU device')})")
-             if c["equal_terms"] else
-             f"NOT equal terms: jaxloss on {c['jaxloss_backend']}, PyTorch on "
-             f"{c['torch_eager']} CPU cores")
+    terms = terms_text(c)
     s = r["same_work"]
     print(f"  raw engine vs PyTorch eager (values only, same {s['candidates']:,} candidates x "
           f"{s['points']:,} points, {terms}): {r['raw_speedup_vs_torch_eager']:.1f}x "

@@ -66,7 +66,7 @@ import numpy as np
 
 from benchmarks.common import (add_core_arguments, confine_to_cores, cores_line, format_cpus,
                                machine, node_counts, plural, raw_elementwise_rate, raw_speedups,
-                               values_agreement)
+                               terms_text, values_agreement)
 
 BRANCH = "cls_binary"
 
@@ -380,12 +380,7 @@ def _print(r: dict) -> None:
               + "; ".join(notes))
     full = r["engines"].get("jaxloss_full_grid_same_candidates", r["engines"]["jaxloss_full_grid"])
     base = r["engines"][r["raw_baseline"]]
-    terms = (f"{plural(c['torch_eager'], 'core')} each" + (
-                 "" if c["jaxloss_cpu_devices"] == c["torch_eager"] else
-                 f" (jaxloss on {plural(c['jaxloss_cpu_devices'], 'CPU device')})")
-             if c["equal_terms"] else
-             f"NOT equal terms: jaxloss on {c['jaxloss_backend']}, PyTorch on "
-             f"{c['torch_eager']} CPU cores")
+    terms = terms_text(c)
     print(f"(a) raw engine vs PyTorch eager, full grid, same {same['candidates']:,} candidates x "
           f"{same['points']:,} points, {terms}: {r['raw_speedup_vs_torch_eager']:.1f}x "
           f"(jaxloss.check(screen=False) {full['candidates_per_s']:,.0f} cand/s vs "
