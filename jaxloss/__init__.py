@@ -70,5 +70,5 @@ __all__ = [
     "BRANCHES", "Branch", "FormulaError", "GUARDS", "INITIAL_LOSS", "LIBRARY", "Loss",
     "LossEvolution", "Population", "REASONS", "RELEASE_FORMS", "RandomSearch", "TunedLoss",
     "Verdict", "Verdicts", "as_population", "check", "evaluate", "funnel", "parse", "sample",
-    "simulate", "tune_constants",
+    "simulate", "tune_constants", "use_cpu_cores",
 ]

@@ -9,7 +9,7 @@ DAG and its node count is what the genome capacity bounds.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from jaxloss.space import ops
 
