@@ -20,7 +20,7 @@ from bridge.search_stages.final import remeasure
 from bridge.search_stages.settings import DetectorSetup
 from jaxloss.genome.population import Population
 from jaxloss.search.settings import SettingsError
-from jaxloss.search.stages import Stage, StageOutcome, function_identity
+from jaxloss.search.stages import Stage, StageOutcome, training_identities
 
 
 def make_executor(d: DetectorSetup):
@@ -144,12 +144,13 @@ class DetectorStage(Stage):
 
     def run(self, pop: Population, indices: np.ndarray, context: dict) -> StageOutcome:
         losses = {int(i): pop[int(i)] for i in indices}
-        # One training per function: candidates with the same simulation fingerprint compute the
-        # same loss (written differently), and the top-k cuts already count them once; the first
-        # of each group by index is trained and the others take its result.
+        # One training per function: candidates with the same gradient train identically (the
+        # top-k cuts already count them once); the first of each group by index is trained and
+        # the others take its result.
         first: dict = {}
-        trained = {i: first.setdefault(function_identity(pop, i, context), losses[i])
-                   for i in sorted(losses)}
+        order = sorted(losses)
+        trained = {i: first.setdefault(ident, losses[i])
+                   for i, ident in zip(order, training_identities(pop, order, context))}
         formulas = {l.key: str(l) for l in first.values()}
         entries = self.train(formulas)
         entry = [entries[trained[int(i)].key] for i in indices]

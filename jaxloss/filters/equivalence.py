@@ -9,6 +9,17 @@ extra evaluation, never a wrong result. Structurally different
 formulas that are the same function (``x*2`` and ``x + x``, ``sigmoid(x)`` and ``1 - sigmoid(-x)``)
 share a fingerprint; so can two functions that differ only off the probe set, which the 256
 spread-out points make unlikely.
+
+A detector trains on a loss's *gradient*, not its value: losses that differ by a term without the
+prediction in it (``FL`` and ``FL + 2*w``: y is a target, w the detached IoU) train identically,
+yet compute different values. :class:`TrainingClasses` groups them: the derivative on the probe
+set along a fixed random direction in the inputs the gradient flows through
+(:data:`TRAINED_INPUTS`), compared within a tolerance (RTOL relative, or ABS_ZERO absolute) at
+every point, and the same points where value and derivative are finite. Equal gradients give
+equal directional derivatives; different gradients give equal ones only for directions in a set of
+measure zero. A tolerance rather than a rounded hash, because derivatives carry more rounding than
+values: the spellings ``i/u`` and ``u*i/(u*u)`` straddled a rounding boundary at one of the 256
+points.
 """
 
 from __future__ import annotations
@@ -18,8 +29,10 @@ import hashlib
 
 import numpy as np
 
+from jaxloss.engine import batched
 from jaxloss.engine.evaluate import evaluate
-from jaxloss.genome.population import Population, as_population
+from jaxloss.engine.inputs import leaf_table
+from jaxloss.genome.population import Population, as_population, check_valid
 from jaxloss.space import branches
 
 PROBE_POINTS = 256
@@ -65,6 +78,87 @@ def fingerprints(losses, branch: str | None = None) -> list[bytes]:
     pop = as_population(losses, branch)
     keys = quantize(evaluate(pop, **probe_inputs(pop.branch)))
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in keys]
+
+
+TRAINED_INPUTS = {"cls": ("x",), "cls_binary": ("x",), "reg": ("i", "u", "e")}
+"""The inputs a detector's gradient flows through, per branch: the logits x (y is a target and w
+the detached IoU), or all three box areas (each depends on the predicted box)."""
+
+
+@functools.lru_cache(maxsize=None)
+def probe_direction(branch: str, seed: int = 4321) -> tuple[np.ndarray, np.ndarray, int]:
+    """The probe set's leaf table, a fixed random direction in it (standard normal on the rows of
+    :data:`TRAINED_INPUTS`, 0 elsewhere; both float32 [L, S]) and the number of classes."""
+    spec = branches.get(branch)
+    table = leaf_table(spec.name, probe_inputs(spec.name))
+    rng = np.random.default_rng(seed)
+    direction = np.zeros_like(table.values)
+    for name in TRAINED_INPUTS[spec.name]:
+        direction[spec.inputs.index(name)] = rng.normal(0, 1, table.values.shape[1])
+    return table.values, direction.astype(np.float32), table.num_classes
+
+
+def _values_and_derivatives(values, tangents):
+    return values, tangents
+
+
+def probe_derivatives(losses, branch: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Values and derivatives along :func:`probe_direction` on the probe set, float32 [P, N] each
+    (forward mode, exact: the engine's ``jax.jvp`` of every node)."""
+    pop = as_population(losses, branch)
+    check_valid(pop)
+    leaves, direction, num_classes = probe_direction(pop.branch)
+    genomes, block = batched.padded(pop, leaves.shape[1])
+    values, derivatives = batched.evaluate_population(
+        genomes, leaves, direction, num_classes=num_classes, block=block,
+        chunk=batched.DEFAULT_CHUNK, reduce=_values_and_derivatives,
+        tangent_inputs=TRAINED_INPUTS[pop.branch])
+    return np.asarray(values)[: len(pop)], np.asarray(derivatives)[: len(pop)]
+
+
+RTOL = 1e-3
+"""Relative agreement of two derivatives that count as equal (float32 rounding of different
+spellings is ~1e-6; losses that differ by less than this train alike anyway)."""
+
+
+class TrainingClasses:
+    """Groups losses that train a detector identically, first come first numbered.
+
+    Two losses are in one class when their derivatives along :func:`probe_direction` agree at
+    every probe point within ``RTOL`` relative or ``ABS_ZERO`` absolute, and are finite (value
+    and derivative) at the same points. A loss joins the first class (in order of arrival) it
+    agrees with; so the classes depend on the order the losses come in only where agreement is
+    not transitive, a difference of about RTOL.
+    """
+
+    def __init__(self, branch: str):
+        self.branch = branches.get(branch).name
+        self.derivatives: np.ndarray | None = None  # [C, N] of each class's first loss
+        self.finite: np.ndarray | None = None  # bool [C, N]
+
+    def __len__(self) -> int:
+        return 0 if self.derivatives is None else len(self.derivatives)
+
+    def assign(self, losses) -> np.ndarray:
+        """The class of each loss, int64 [P] (new classes are added as needed)."""
+        values, derivatives = probe_derivatives(losses, self.branch)
+        if self.derivatives is None:
+            self.derivatives = np.zeros((0, derivatives.shape[1]), np.float32)
+            self.finite = np.zeros((0, derivatives.shape[1]), bool)
+        out = np.empty(len(values), np.int64)
+        for k, (v, d) in enumerate(zip(values, derivatives)):
+            finite = np.isfinite(v) & np.isfinite(d)
+            d = np.where(finite, d, 0.0)
+            close = np.abs(self.derivatives - d) <= np.maximum(
+                RTOL * np.maximum(np.abs(self.derivatives), np.abs(d)), ABS_ZERO)
+            same = np.flatnonzero((self.finite == finite).all(1) & close.all(1))
+            if same.size:
+                out[k] = same[0]
+            else:
+                out[k] = len(self.derivatives)
+                self.derivatives = np.vstack([self.derivatives, d[None]])
+                self.finite = np.vstack([self.finite, finite[None]])
+        return out
 
 
 def classes(pop: "Population | list[bytes]") -> tuple[np.ndarray, np.ndarray]:

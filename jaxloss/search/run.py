@@ -267,9 +267,11 @@ class Search:
         return [self.s.seed + 1 + j for j in range(self.s.final_seeds)]
 
     def measure_final(self, record: RunRecord) -> dict | None:
-        """The search's result: the best ``final_k`` losses of the archive that compute distinct
-        functions (different from L_I's and from each other's: the archive keeps spellings apart,
-        a re-measurement of the same function twice tells nothing new) and L_I, measured again by
+        """The search's result: the best ``final_k`` losses of the archive that train distinctly
+        (a gradient different from L_I's and from each other's, see
+        :class:`jaxloss.filters.equivalence.TrainingClasses`: the archive keeps spellings
+        apart, and so it does losses that differ by a term without the prediction in it; the
+        same training measured twice tells nothing new) and L_I, measured again by
         the fitness stage with :meth:`final_seeds`, each loss with every seed (paired).
 
         Returns:
@@ -284,11 +286,11 @@ class Search:
         everything = from_losses([as_loss(f, self.s.branch, max_nodes=self.s.capacity) for f in
                                   [initial["formula"]] + [e.formula for e in archive]],
                                  self.s.capacity)
-        prints = equivalence.fingerprints(everything)
+        trains = equivalence.TrainingClasses(self.s.branch).assign(everything)
         chosen = []
         for k, entry in enumerate(archive):
-            if len(chosen) < self.s.final_k and prints[k + 1] not in \
-                    {prints[0], *(prints[j + 1] for j in chosen)}:
+            if len(chosen) < self.s.final_k and trains[k + 1] not in \
+                    {trains[0], *(trains[j + 1] for j in chosen)}:
                 chosen.append(k)
         found = [archive[k] for k in chosen]
         formulas = [initial["formula"]] + [e.formula for e in found]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jaxloss.filters import minisim
+from jaxloss.filters import equivalence, minisim
 from jaxloss.filters.checks import check
 from jaxloss.filters.funnel import funnel_row
 from jaxloss.genome.population import Population
@@ -170,17 +170,25 @@ class SimulationStage(Stage):
                         axis=1).astype(np.float32)
 
 
-def function_identity(pop, index: int, context: dict):
-    """What identifies the function candidate ``index`` computes: its simulation fingerprint when
-    the simulation ran on it (differently written copies share it), else its structural key."""
-    return context.get("fingerprints", {}).get(int(index)) or pop[int(index)].key
+def training_identities(pop, indices, context: dict) -> list[int]:
+    """What identifies the training each of ``indices`` gives a detector: its class in
+    :class:`jaxloss.filters.equivalence.TrainingClasses` (the same gradient, so the same training,
+    whatever the spelling or a term without the prediction in it). Assigned once per candidate
+    and generation, kept in ``context``."""
+    known = context.setdefault("training_class", {})
+    todo = sorted({int(i) for i in indices} - set(known))
+    if todo:
+        classes = context.setdefault("training_classes",
+                                     equivalence.TrainingClasses(pop.branch))
+        known.update(zip(todo, classes.assign(pop[np.array(todo)]).tolist()))
+    return [known[int(i)] for i in indices]
 
 
 class TopKStage(Stage):
     """Keeps the ``k`` best *distinct* candidates by their latest score for the expensive stages
-    after it: candidates that compute the same function (same fingerprint in the simulation, else
-    the same structure) count once, and every copy of a chosen one goes on (they share its
-    trainings through the cache). Ties are broken by index, so the choice is deterministic.
+    after it (detector trainings): candidates that train identically (the same gradient:
+    :func:`training_identities`) count once, and every copy of a chosen one goes on (they share
+    its trainings). Ties are broken by index, so the choice is deterministic.
 
     A search has two: ``verify_k`` (by simulation score, before D_verify) and ``top_k`` (by
     D_verify AP, before the proxy task); a rejected candidate's reason is ``not_<name>``."""
@@ -193,7 +201,7 @@ class TopKStage(Stage):
 
     def run(self, pop, indices, context):
         latest = context["score"][indices]
-        identity = [function_identity(pop, i, context) for i in indices]
+        identity = training_identities(pop, indices, context)
         order = np.lexsort((indices, -np.nan_to_num(latest, nan=-np.inf)))
         chosen: list = []
         for j in order:

@@ -56,14 +56,14 @@ def test_generations_default_to_fewer_with_the_detector_stages():
     assert validate(Settings(detector=False, generations=2)).generations == 2
 
 
-def test_candidates_computing_the_same_function_share_one_training(tmp_path):
+def test_candidates_that_train_identically_share_one_training(tmp_path):
     from bridge.search_stages import DetectorSetup, ProxyStage, SearchData
 
     texts = ["-log(sigmoid(x))", "-(log(sigmoid(x)))  * 1", "-2 * log(sigmoid(x))",
-             "-log(sigmoid(x))"]
+             "-log(sigmoid(x))", "2 * w - log(sigmoid(x))"]
     graphs = [parse_graph(t, "cls_binary") for t in texts]
     pop = from_graphs(graphs, "cls_binary", 24)
-    assert len({l.key for l in pop.losses()}) == 3  # two spellings of one function, one twice
+    assert len({l.key for l in pop.losses()}) == 4  # two spellings of one function, one twice
 
     stage = ProxyStage(DetectorSetup.from_search(dict(branch="cls_binary", seed=0, workers=1)),
                        SearchData("images", "v.json", "t.json", "pv.json", 10, ""), tmp_path,
@@ -76,11 +76,12 @@ def test_candidates_computing_the_same_function_share_one_training(tmp_path):
                 for i, k in enumerate(formulas)}
 
     stage.train = train
-    # indices 0, 1 and 3 compute the same function (the simulation gave them one fingerprint)
-    context = {"generation": 1, "fingerprints": {0: "f", 1: "f", 2: "g", 3: "f"}}
-    out = stage.run(pop, np.arange(4), context)
+    # 0, 1 and 3 compute the same function; 4 differs from it by 2w, which has no x in it (w is
+    # the detached IoU), so the same gradient and the same training; 2 has twice the gradient
+    context = {"generation": 1}
+    out = stage.run(pop, np.arange(5), context)
     assert len(asked) == 1 and len(asked[0]) == 2  # one training per function
-    assert out.score[0] == out.score[1] == out.score[3] != out.score[2]
+    assert out.score[0] == out.score[1] == out.score[3] == out.score[4] != out.score[2]
     assert out.details[0] is None and out.details[3] is None  # index 3 is index 0's own copy
-    assert out.details[1] == {"same_function_as": str(pop[0])}
+    assert out.details[1] == out.details[4] == {"same_function_as": str(pop[0])}
     assert out.passed.all()

@@ -156,6 +156,55 @@ def test_equivalent_formulas_share_a_class():
     assert np.array_equal(representatives[inverse][[0, 2, 4]], [0, 2, 4])
 
 
+@pytest.mark.parametrize("branch, same, other", [
+    ("cls_binary", ["FL", "FL + 2*w", "FL - y*3", "FL * 1"], ["FLI", "2 * FL", "BCE"]),
+    ("cls", ["CE", "CE + w", "CE - 1"], ["CEI", "2 * CE"]),
+    ("reg", ["IoU", "IoU + 3", "(u - i)/u"], ["GIoU", "2 * IoU"]),
+])
+def test_training_classes_merge_losses_with_the_same_gradient(branch, same, other):
+    """A term without the prediction in it (a constant, y, the detached IoU w) changes the value,
+    not the gradient, so not the training; a scale or a different loss does."""
+    def text(name):
+        return " ".join(f"({LIBRARY[t]})" if t in LIBRARY else t for t in name.split())
+
+    losses = [text(t) for t in same + other]
+    classes = equivalence.TrainingClasses(branch)
+    train = classes.assign(losses)
+    value = equivalence.fingerprints(losses, branch)
+    assert train.tolist() == [0] * len(same) + list(range(1, 1 + len(other)))
+    assert len(set(value[: len(same)])) > 1  # their values differ: only the gradient merges them
+    # classes carry over from call to call: later losses join the classes already there
+    assert classes.assign([losses[-1], losses[0]]).tolist() == [len(other), 0]
+    assert len(classes) == 1 + len(other)
+
+
+def test_training_classes_survive_the_rounding_of_different_spellings():
+    """Spellings of one function whose derivatives differ in the last bits (a hash of rounded
+    values split ``i/u`` and ``u*i/(u*u)`` at one of 256 points) and random samples against
+    themselves respelled: one class each."""
+    spelled = ["1 - i/u", "1 - u*i/(u*u)", "1 - (i*3)/(u*3)", "(u - i)/u", "1 - i*(1/u)"]
+    assert equivalence.TrainingClasses("reg").assign(spelled).tolist() == [0] * len(spelled)
+    pop = jaxloss.sample("cls_binary", 200, seed=5, max_nodes=12)
+    texts = [str(l) for l in pop.losses()]
+    doubled = [f"({t}) * 2 / 2" for t in texts]
+    classes = equivalence.TrainingClasses("cls_binary")
+    first, second = classes.assign(texts), classes.assign(doubled)
+    finite = np.isfinite(equivalence.probe_derivatives(texts, "cls_binary")[1]).all(1)
+    assert (first == second)[finite].mean() >= 0.99
+
+
+def test_probe_derivatives_are_the_derivatives_along_the_probe_direction():
+    values, derivatives = equivalence.probe_derivatives(["x * x", "exp(x)", "y * x"],
+                                                        "cls_binary")
+    leaves, direction, _ = equivalence.probe_direction("cls_binary")
+    x, y, d = leaves[0], leaves[1], direction[0]
+    np.testing.assert_allclose(values[0], x * x, rtol=1e-6)
+    np.testing.assert_allclose(derivatives[0], 2 * x * d, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(derivatives[1], np.exp(x) * d, rtol=1e-5)
+    np.testing.assert_allclose(derivatives[2], y * d, rtol=1e-6)
+    assert not direction[1:].any()  # y, w and the constants: no gradient flows through them
+
+
 def test_funnel_counts_add_up():
     pop = jaxloss.sample("reg", 300, seed=2, max_nodes=10)
     verdicts = check(pop, simulate=True)

@@ -175,16 +175,17 @@ def test_the_initial_loss_is_measured_first_and_is_the_first_parent(tmp_path):
     assert final["stage"] == "simulation" and final["seeds"] == [8, 9, 10]  # search: draw 0
     rows = final["losses"]
     assert rows[0]["initial"] and rows[0]["formula"] == initial["formula"]
-    # the best three archive entries that compute distinct functions (not L_I's either): the
-    # archive keeps spellings of one function apart, the final measurement does not repeat one
+    # the best three archive entries that train distinctly (not like L_I either): the archive
+    # keeps spellings of one function apart, and losses that differ by a constant (this run's
+    # archive has `1 - i/e + (e - e)/e` and `1 - i/e + e/e`); the final measurement repeats none
     archive = [e["formula"] for e in report["archive"]]
-    prints = equivalence.fingerprints([initial["formula"]] + archive,
-                                    branch=report["settings"]["branch"])
-    expected, seen = [], {prints[0]}
-    for formula, fp in zip(archive, prints[1:]):
-        if fp not in seen and len(expected) < 3:
+    trains = equivalence.TrainingClasses(report["settings"]["branch"]).assign(
+        [initial["formula"]] + archive)
+    expected, seen = [], {trains[0]}
+    for formula, c in zip(archive, trains[1:]):
+        if c not in seen and len(expected) < 3:
             expected.append(formula)
-            seen.add(fp)
+            seen.add(c)
     assert len(expected) == 3 and [r["formula"] for r in rows[1:]] == expected
     for row in rows:
         assert row["n"] == 3 and row["std"] > 0 and row["values"] != [row["in_search"]] * 3
@@ -267,9 +268,10 @@ def test_the_report_does_not_wait_for_sympy_on_a_hard_formula():
     assert report.describe("x * 1 + (y - y)", "cls_binary")["sympy"] == "x"
 
 
-def test_the_final_measurement_takes_distinct_functions(tmp_path):
-    """Spellings of one function (``i/u`` and ``u*i/(u*u)``; a spelling of L_I's function) are
-    measured once: final_k counts functions, in archive order."""
+def test_the_final_measurement_takes_distinct_trainings(tmp_path):
+    """Spellings of one function (``i/u`` and ``u*i/(u*u)``; a spelling of L_I's function), and
+    losses that differ by a constant (the same gradient, so the same training) are measured once:
+    final_k counts trainings, in archive order."""
     from jaxloss.search import archive as archives
     from jaxloss.search.record import RunRecord
     from jaxloss.search.run import Search
@@ -282,6 +284,7 @@ def test_the_final_measurement_takes_distinct_functions(tmp_path):
               "1 - i/u + (e - u)/e",  # kept
               "(e - u)/e + 1 - i/u",  # the kept one again: skipped
               "(u - i)/u",            # L_I's function again: skipped
+              "2 - i/u",              # L_I plus 1: the same gradient, skipped
               "1 - i*i/(u*u)"]        # kept: the second distinct function
     entries = [archives.Entry(str(jaxloss.parse(f, "reg")), jaxloss.parse(f, "reg").key,
                               0.9 - 0.1 * k, 1) for k, f in enumerate(ranked)]
@@ -289,5 +292,5 @@ def test_the_final_measurement_takes_distinct_functions(tmp_path):
                        initial={"formula": initial, "fitness": 0.5})
     final = search.measure_final(record)
     formulas = [row["formula"] for row in final["losses"]]
-    assert formulas == [initial, entries[1].formula, entries[4].formula]
+    assert formulas == [initial, entries[1].formula, entries[5].formula]
     assert all(row["n"] == 2 for row in final["losses"])
