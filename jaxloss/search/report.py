@@ -108,17 +108,37 @@ def write(run_dir: Path, document: dict, scatter: list[tuple[int, dict]]) -> dic
     return report
 
 
-def _verdict(final: dict) -> str:
-    """Whether a found loss beat L_I beyond the noise of the fresh-seed measurement."""
-    beaten = [row for row in final["losses"][1:]
+RECHECK_SEEDS = 8
+"""Seeds :func:`_verdict` suggests for re-measuring a winner (3 fresh seeds ranked the wrong loss
+first in a measured run: docs/discovery.md)."""
+
+
+def _verdict(final: dict, branch: str) -> str:
+    """Whether a found loss beat L_I beyond the noise of the fresh-seed measurement, and how to
+    check it with more seeds."""
+    found = final["losses"][1:]
+    beaten = [row for row in found
               if row.get("vs_initial", {}).get("ci") and row["vs_initial"]["ci"][0] > 0]
+    start = max(final["seeds"]) + 1
+    seeds = " ".join(str(start + j) for j in range(RECHECK_SEEDS))
+    if final["stage"] == "proxy":
+        flag = "--loss-reg" if branch == "reg" else "--loss-cls"
+        losses = " ".join(f"'{row['formula']}'" for row in [final["losses"][0]] + (beaten or found))
+        recheck = (f" Before calling a loss better, train it and L_I on {RECHECK_SEEDS} more fresh "
+                   f"seeds: `python -m bridge.compare {flag} {losses} --seeds {seeds}` (add this "
+                   "search's detector options, e.g. `--config`, `--data`, if it used others).")
+    else:
+        recheck = ""
+    n = len(final["seeds"])
     if beaten:
-        return (f"{len(beaten)} of {len(final['losses']) - 1} re-measured losses beat L_I beyond "
-                "the noise (the lower end of the 95% interval of the paired difference is above "
-                "0).")
+        return (f"{len(beaten)} of {len(found)} re-measured losses beat L_I beyond the noise (the "
+                "lower end of the 95% interval of the paired difference is above 0). Each "
+                f"interval is one loss's, over {n} seeds, with no correction for testing "
+                f"{len(found)} losses: with few seeds the order of the re-measured losses is "
+                "itself noisy." + recheck)
     return ("No re-measured loss beat L_I beyond the noise (every 95% interval of the paired "
             "difference reaches 0 or below): with this many seeds the search has not shown a "
-            "better loss than its start.")
+            "better loss than its start." + recheck)
 
 
 def _totals(funnel: list[dict]) -> dict:
@@ -236,7 +256,7 @@ def _markdown(report: dict, branch: str) -> str:
                 versus = f"{diff['mean']:+.4f}" + (
                     f" [{diff['ci'][0]:+.4f}, {diff['ci'][1]:+.4f}]" if diff["ci"] else "")
             lines.append(f"| {name} | {row['in_search']:.4f} | {fresh} | {versus} |")
-        lines += ["", _verdict(final)]
+        lines += ["", _verdict(final, branch)]
     lines += ["", "![fitness over generations](fitness.png)", "", "## Best losses", ""]
     for rank, entry in enumerate(report["archive"][:5], start=1):
         d = describe(entry["formula"], branch)

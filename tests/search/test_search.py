@@ -294,3 +294,25 @@ def test_the_final_measurement_takes_distinct_trainings(tmp_path):
     formulas = [row["formula"] for row in final["losses"]]
     assert formulas == [initial, entries[1].formula, entries[5].formula]
     assert all(row["n"] == 2 for row in final["losses"])
+
+
+def test_the_verdict_says_how_sure_it_is_and_how_to_check_with_more_seeds():
+    """The report's verdict on the fresh-seed table: which losses beat L_I, that the intervals
+    are uncorrected and few-seeded, and the exact command that re-measures with more seeds."""
+    from jaxloss.search import report
+
+    def row(formula, lo, initial=False):
+        r = {"formula": formula, "initial": initial}
+        return r if initial else dict(r, vs_initial={"mean": lo + 0.01, "ci": [lo, lo + 0.02]})
+
+    final = {"stage": "proxy", "seeds": [1, 2, 3],
+             "losses": [row("FLI-text", 0, True), row("A", 0.01), row("B", -0.01)]}
+    text = report._verdict(final, "cls_binary")
+    assert text.startswith("1 of 2 re-measured losses beat L_I beyond the noise")
+    assert "over 3 seeds, with no correction for testing 2 losses" in text
+    assert ("`python -m bridge.compare --loss-cls 'FLI-text' 'A' --seeds 4 5 6 7 8 9 10 11`"
+            in text)
+    final["losses"] = [row("1 - i/u", 0, True), row("C", -0.02)]
+    text = report._verdict(final, "reg")
+    assert text.startswith("No re-measured loss beat L_I") and "--loss-reg '1 - i/u' 'C'" in text
+    assert "bridge.compare" not in report._verdict(dict(final, stage="simulation"), "reg")
