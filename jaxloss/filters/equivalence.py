@@ -133,31 +133,37 @@ class TrainingClasses:
 
     def __init__(self, branch: str):
         self.branch = branches.get(branch).name
-        self.derivatives: np.ndarray | None = None  # [C, N] of each class's first loss
-        self.finite: np.ndarray | None = None  # bool [C, N]
+        self.count = 0
+        self._derivatives = np.zeros((0, 0), np.float32)  # [capacity, N]: each class's first loss
+        self._finite = np.zeros((0, 0), bool)
 
     def __len__(self) -> int:
-        return 0 if self.derivatives is None else len(self.derivatives)
+        return self.count
 
     def assign(self, losses) -> np.ndarray:
         """The class of each loss, int64 [P] (new classes are added as needed)."""
         values, derivatives = probe_derivatives(losses, self.branch)
-        if self.derivatives is None:
-            self.derivatives = np.zeros((0, derivatives.shape[1]), np.float32)
-            self.finite = np.zeros((0, derivatives.shape[1]), bool)
+        if not self.count:
+            self._derivatives = np.zeros((8, derivatives.shape[1]), np.float32)
+            self._finite = np.zeros((8, derivatives.shape[1]), bool)
         out = np.empty(len(values), np.int64)
         for k, (v, d) in enumerate(zip(values, derivatives)):
             finite = np.isfinite(v) & np.isfinite(d)
             d = np.where(finite, d, 0.0)
-            close = np.abs(self.derivatives - d) <= np.maximum(
-                RTOL * np.maximum(np.abs(self.derivatives), np.abs(d)), ABS_ZERO)
-            same = np.flatnonzero((self.finite == finite).all(1) & close.all(1))
+            known, known_finite = self._derivatives[: self.count], self._finite[: self.count]
+            close = np.abs(known - d) <= np.maximum(
+                RTOL * np.maximum(np.abs(known), np.abs(d)), ABS_ZERO)
+            same = np.flatnonzero((known_finite == finite).all(1) & close.all(1))
             if same.size:
                 out[k] = same[0]
-            else:
-                out[k] = len(self.derivatives)
-                self.derivatives = np.vstack([self.derivatives, d[None]])
-                self.finite = np.vstack([self.finite, finite[None]])
+                continue
+            if self.count == len(self._derivatives):  # grow by doubling: amortised O(1) a class
+                grow = ((0, self.count), (0, 0))
+                self._derivatives = np.pad(self._derivatives, grow)
+                self._finite = np.pad(self._finite, grow)
+            self._derivatives[self.count], self._finite[self.count] = d, finite
+            out[k] = self.count
+            self.count += 1
         return out
 
 
