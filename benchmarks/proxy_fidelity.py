@@ -27,8 +27,12 @@ Each training costs about 1.5–3 minutes on 2 CPU cores (FCOS) and 5–7 (Faste
 is 15 trainings, the full run 27. Trainings are kept in ``--out`` (default runs/proxy_fidelity): a
 rerun trains only what is missing, and the full run reuses ``--quick``'s.
 
+Another protocol: ``--iters N``; ``--config NAME`` (the one-stage detector, for the one-stage and
+box groups) with ``--data SPEC``, e.g. the 256 px proxy: ``--config fcos_r18-tiny-256 --data
+embedded:320``.
+
 Usage: python -m benchmarks.proxy_fidelity [--quick] [--json] [--seeds 0 1 2] [--iters N]
-       [--workers W] [--out DIR]
+       [--config NAME] [--data SPEC] [--workers W] [--out DIR]
 """
 
 from __future__ import annotations
@@ -86,6 +90,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S")
     p.add_argument("--iters", type=int, default=None,
                    help="training iterations instead of the proxy task's (another protocol)")
+    p.add_argument("--config", default=None, metavar="NAME",
+                   help="one-stage detector config of the one-stage and box groups (default: the "
+                        "search's, fcos_r18-tiny)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="training set (default: the search's, embedded), e.g. embedded:320")
     p.add_argument("--workers", type=int,
                    help="trainings at once (default: the search's, one per core up to 4)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per training")
@@ -105,13 +114,18 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if args.iters is not None:
         out = out / f"iters{args.iters}"
+    if args.config or args.data:
+        out = out / "-".join(filter(None, (args.config, (args.data or "").replace(":", ""))))
+    default = args.iters is None and args.config is None and args.data is None
     losses, protocols, complete = {}, {}, True
     for group, spec in GROUPS.items():
         if args.quick and spec.get("full_only"):
             continue
         chosen = [(name, lib) for name, lib, quick in spec["losses"] if quick or not args.quick]
         candidates = [resolve_loss(f"{name}={lib}", spec["branch"]) for name, lib in chosen]
+        config = args.config if spec["branch"] != "cls" else None
         protocol = make_protocol(spec["branch"], out / group, iters=args.iters,
+                                 config=config, data=args.data,
                                  timeout_s=args.timeout, task=args.task,
                                  check_formula=candidates[0].formula)
         protocols[group] = dict(text=protocol.describe(), config=protocol.config,
@@ -136,7 +150,7 @@ def main(argv=None) -> int:
     result = {
         "quick": args.quick,
         "protocol": protocols,
-        "default_protocol": args.iters is None,
+        "default_protocol": default,
         "seeds": args.seeds,
         "losses": losses,
         "relative_noise": {n: row["relative_noise"] for n, row in losses.items()},
@@ -150,8 +164,8 @@ def main(argv=None) -> int:
         json.dump(result, sys.stdout, indent=1)
         print()
         return 0 if complete else 1
-    print("\nprotocol" + (" (the search's default proxy task)" if args.iters is None else
-                          f" (--iters {args.iters}, not the search's default)") + ":")
+    print("\nprotocol" + (" (the search's default proxy task)" if default else
+                          " (not the search's default)") + ":")
     for group, prot in protocols.items():
         print(f"  {group}: {prot['text']}")
     print("\nrelative seed noise (std / mean): " + ", ".join(

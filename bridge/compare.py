@@ -546,8 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="detector config (default: the search's for the branch: "
                                     f"{default_configs()})")
     t.add_argument("--data", default=d.data,
-                   help=f"training set: {d.data} (default), coco:FILE.json, voc:ROOT, "
-                        "bdd:FILE.json")
+                   help=f"training set: {d.data} (default; embedded:SIZE for SIZE px images), "
+                        "coco:FILE.json, voc:ROOT, bdd:FILE.json")
     t.add_argument("--images", help="image folder of --data (coco, bdd)")
     t.add_argument("--data-seed", type=int, default=seed,
                    help=f"seed of the proxy split (default {seed}, the search's default seed)")

@@ -577,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-reg", default=None, metavar="FORMULA",
                    help="box regression loss: formula text or library name (default: config's)")
     p.add_argument("--data", default="embedded",
-                   help="embedded | coco:FILE.json | voc:ROOT[:SPLIT] | bdd:FILE.json")
+                   help="embedded[:SIZE] | coco:FILE.json | voc:ROOT[:SPLIT] | bdd:FILE.json")
     p.add_argument("--images", default=None, help="image folder of --data (coco, bdd)")
     p.add_argument("--val", default=None,
                    help="a data spec, proxy:N (hold out N training images) or train")

@@ -5,7 +5,9 @@ Data specs:
 ==========================  ==================================================================
 spec                        meaning
 ==========================  ==================================================================
-``embedded``                the generated default data set (:mod:`bridge.data.embedded`)
+``embedded[:SIZE]``         the generated default data set (:mod:`bridge.data.embedded`); SIZE
+                            the image side in px (default 160; e.g. ``embedded:320``: the same
+                            objects on 4x the background, for the 256 px proxy)
 ``coco:ANNOTATIONS.json``   a COCO detection json; images in ``images=``
 ``voc:ROOT[:SPLIT]``        a Pascal VOC folder (split ``trainval`` by default for training,
                             ``test`` when given as ``--val voc:ROOT:test``)
@@ -23,6 +25,7 @@ existence before training starts, so a bad file fails in a second with its name,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,12 +68,21 @@ class _Loaded:
 def _load(spec: str, images, role: str, embedded_spec: embedded.EmbeddedSpec) -> _Loaded:
     kind, _, rest = spec.partition(":")
     if kind not in KINDS:
-        raise DataError(f"unknown data spec {spec!r}: use embedded, coco:FILE.json, "
+        raise DataError(f"unknown data spec {spec!r}: use embedded[:SIZE], coco:FILE.json, "
                         "voc:ROOT[:SPLIT] or bdd:FILE.json")
     if kind == "embedded":
-        data = embedded.generate(embedded_spec)
+        if rest:
+            try:
+                embedded_spec = dataclasses.replace(embedded_spec, image_size=int(rest))
+            except ValueError:
+                raise DataError(f"data spec {spec!r}: embedded:SIZE takes the image side in px, "
+                                "a whole number, e.g. embedded:320") from None
+        try:
+            data = embedded.generate(embedded_spec)
+        except ValueError as err:
+            raise DataError(f"data spec {spec!r}: {err}") from None
         path = data.train_ann if role == "train" else data.val_ann
-        return _Loaded(cocofile.load(path), data.images, path, f"embedded ({role})")
+        return _Loaded(cocofile.load(path), data.images, path, f"{spec} ({role})")
     if not rest:
         raise DataError(f"data spec {spec!r} names no file or folder")
     if kind == "voc":
@@ -100,7 +112,7 @@ def prepare(data: str = "embedded", images=None, val: str | None = None, val_ima
     work_dir = Path(work_dir)
     train = _load(data, images, "train", embedded_spec)
     if val is None:
-        val = "embedded" if data == "embedded" else \
+        val = data if data.partition(":")[0] == "embedded" else \
             f"proxy:{min(10_000, max(1, len(train.coco['images']) // 10))}"
     if val.startswith("proxy:"):
         try:

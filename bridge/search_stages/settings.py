@@ -117,8 +117,8 @@ def add_arguments(group) -> None:
                        help=f"MMDetection config (a file or a bridge config name; default "
                             f"{default_configs()})")
     group.add_argument("--data", metavar="SPEC",
-                       help=f"training set: {d.data} (default), coco:FILE.json, voc:ROOT, "
-                            "bdd:FILE.json")
+                       help=f"training set: {d.data} (default; embedded:SIZE for SIZE px images), "
+                            "coco:FILE.json, voc:ROOT, bdd:FILE.json")
     group.add_argument("--images", metavar="DIR", help="image folder of --data (coco, bdd)")
     group.add_argument("--verify-iters", type=int, metavar="N",
                        help=f"training iterations on D_verify (default {d.verify_iters})")

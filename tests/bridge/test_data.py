@@ -288,6 +288,12 @@ def test_prepare_embedded_voc_and_bdd(tmp_path, embedded, monkeypatch):
     monkeypatch.setenv("JAXLOSS_CACHE_DIR", str(tmp_path / "cache"))
     data = prepare("embedded", work_dir=tmp_path / "run", embedded_spec=SPEC)
     assert data.classes == CATEGORIES and data.train_ann != data.val_ann
+    # embedded:SIZE: the same spec at another image side; its val split by default
+    large = prepare("embedded:224", work_dir=tmp_path / "run_224", embedded_spec=SPEC)
+    train, val = load_coco(large.train_ann), load_coco(large.val_ann)
+    assert {im["width"] for im in train["images"] + val["images"]} == {224}
+    assert len(train["images"]) == SPEC.num_train and len(val["images"]) == SPEC.num_val
+    assert large.train_images != data.train_images
 
     voc = make_voc(tmp_path / "VOC", names=[f"{k:06d}" for k in range(10)])
     data = prepare(f"voc:{voc}", val="proxy:3", work_dir=tmp_path / "run_voc")
@@ -308,6 +314,10 @@ def test_prepare_embedded_voc_and_bdd(tmp_path, embedded, monkeypatch):
 def test_prepare_errors(tmp_path, embedded):
     with pytest.raises(DataError, match="unknown data spec"):
         prepare("imagenet", work_dir=tmp_path)
+    with pytest.raises(DataError, match="embedded:SIZE takes the image side in px"):
+        prepare("embedded:large", work_dir=tmp_path)
+    with pytest.raises(DataError, match="'embedded:64': image_size must be at least 112"):
+        prepare("embedded:64", work_dir=tmp_path)
     with pytest.raises(DataError, match="where its images are"):
         prepare(f"coco:{embedded.train_ann}", work_dir=tmp_path)
     with pytest.raises(DataError, match="no such COCO annotation file"):
