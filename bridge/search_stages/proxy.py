@@ -21,6 +21,11 @@ class ProxyStage(DetectorStage):
 
     name = "proxy"
 
+    def seeds(self) -> list[int]:
+        """``--proxy-seeds`` K: the search's seed and the K - 1 after it (the fitness is the mean
+        mAP over them)."""
+        return [self.d.seed + j for j in range(self.d.proxy_seeds)]
+
     def training(self) -> dict:
         # images per step: per GPU times the GPUs of a training (so an epoch takes fewer steps)
         batch = (self.d.batch_size or 2) * (self.d.gpus_per_training or 1)
@@ -30,5 +35,6 @@ class ProxyStage(DetectorStage):
                 "val": f"coco:{self.data.proxy_val}", "iters": iters}
 
     def describe(self):
+        seeds = (f", mean mAP over {self.d.proxy_seeds} seeds" if self.d.proxy_seeds > 1 else "")
         return (f"proxy task ({self.d.config}, {self.training()['iters']} iterations: "
-                f"{self.d.proxy_epochs} epoch(s), at least {MIN_PROXY_ITERS})")
+                f"{self.d.proxy_epochs} epoch(s), at least {MIN_PROXY_ITERS}{seeds})")

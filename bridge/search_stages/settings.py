@@ -48,6 +48,7 @@ class DetectorSettings:
     verify_min_images: int = 8
     proxy_epochs: int = 1
     proxy_val: int | None = None  # None: 10,000, at most a quarter of the training set
+    proxy_seeds: int = 1
     batch_size: int | None = None  # None: the config's
     executor: str = "local"
     workers: int | None = None  # None: one per GPU (group), else one per core, at most 4
@@ -90,6 +91,8 @@ class DetectorSettings:
              "a whole number >= 1")
         need(self.proxy_val is None or (isinstance(self.proxy_val, int) and self.proxy_val >= 1),
              "proxy_val", "a whole number >= 1 (images held out of the training set)")
+        need(whole(self.proxy_seeds), "proxy_seeds", "a whole number >= 1 (trainings per "
+             "candidate on the proxy task)")
         need(self.batch_size is None or (isinstance(self.batch_size, int)
                                          and self.batch_size >= 1),
              "batch_size", "a whole number >= 1")
@@ -131,6 +134,11 @@ def add_arguments(group) -> None:
     group.add_argument("--proxy-val", type=int, metavar="N",
                        help="training images held out as the proxy validation split (default: "
                             f"{PROXY_VAL:,} as the paper, at most a quarter of the training set)")
+    group.add_argument("--proxy-seeds", type=int, metavar="K",
+                       help="train each candidate on the proxy task with K seeds (the search's "
+                            "seed and the next K-1) and take the mean mAP as its fitness: the "
+                            "seed noise of a fitness falls by sqrt(K), at K times the cost "
+                            f"(default {d.proxy_seeds}; see docs/proxy-fidelity.md)")
     group.add_argument("--batch-size", type=int, metavar="B",
                        help="training batch size, per GPU (default: the config's)")
     group.add_argument("--executor", choices=["local", "ray"],
@@ -171,6 +179,7 @@ class DetectorSetup:
     verify_min_images: int
     proxy_epochs: int
     proxy_val: int | None
+    proxy_seeds: int
     batch_size: int | None
     executor: str
     workers: int
@@ -195,7 +204,8 @@ class DetectorSetup:
             branch=branch, config=d.detector_config or DEFAULT_CONFIG[branch], data=d.data,
             images=d.images, verify_iters=int(d.verify_iters),
             verify_min_images=int(d.verify_min_images), proxy_epochs=int(d.proxy_epochs),
-            proxy_val=d.proxy_val, batch_size=d.batch_size, executor=d.executor,
+            proxy_val=d.proxy_val, proxy_seeds=int(d.proxy_seeds), batch_size=d.batch_size,
+            executor=d.executor,
             workers=int(d.workers or default_workers(d)), ray_address=d.ray_address,
             timeout_s=float(d.train_timeout), explode_factor=float(d.explode_factor),
             seed=int(settings["seed"]),

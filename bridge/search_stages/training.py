@@ -61,6 +61,13 @@ class DetectorStage(Stage):
     def training(self) -> dict:
         raise NotImplementedError
 
+    def seeds(self) -> list[int]:
+        """The seeds each candidate is trained with in the search: the search's seed."""
+        return [self.d.seed]
+
+    def seeds_used(self) -> list[int]:
+        return self.seeds()
+
     def task_key(self, loss_key: str, seed: int) -> str:
         spec = dict(self.training(), stage=self.name, loss=loss_key, config=self.d.config,
                     branch=self.d.branch, seed=seed, batch_size=self.d.batch_size,
@@ -152,14 +159,25 @@ class DetectorStage(Stage):
         trained = {i: first.setdefault(ident, losses[i])
                    for i, ident in zip(order, training_identities(pop, order, context))}
         formulas = {l.key: str(l) for l in first.values()}
-        entries = self.train(formulas)
-        entry = [entries[trained[int(i)].key] for i in indices]
-        score = np.array([e["result"]["mAP"] if e["reason"] is None else np.nan for e in entry],
-                         np.float32)
-        reasons = [e["reason"] for e in entry]
-        details = []
-        for i, e in zip(indices, entry):
-            info = {"attempts": e["attempts"]} if e.get("attempts") else {}
+        seeds = self.seeds()
+        by_seed = [self.train(formulas, seed=seed) for seed in seeds]
+        score = np.full(len(indices), np.nan, np.float32)
+        reasons, details = [], []
+        for j, i in enumerate(indices):
+            entries = [trainings[trained[int(i)].key] for trainings in by_seed]
+            # a failed seed fails the candidate: a mean over the seeds that trained would be a
+            # different measurement from the other candidates'
+            failed = next((e for e in entries if e["reason"] is not None), None)
+            reasons.append(None if failed is None else failed["reason"])
+            if failed is None:
+                score[j] = np.mean([e["result"]["mAP"] for e in entries])
+            info = {}
+            attempts = [a for e in entries for a in (e.get("attempts") or [])]
+            if attempts:
+                info["attempts"] = attempts
+            if len(seeds) > 1:
+                info["per_seed"] = {str(seed): (e["result"]["mAP"] if e["reason"] is None
+                                                else None) for seed, e in zip(seeds, entries)}
             if trained[int(i)].key != losses[int(i)].key:
                 info["same_function_as"] = str(trained[int(i)])
             details.append(info or None)

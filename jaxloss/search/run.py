@@ -263,8 +263,10 @@ class Search:
         return final, {"generation": generation, "stages": rows}, records
 
     def final_seeds(self) -> list[int]:
-        """Seeds the search never used: its trainings use ``seed``, its simulation task draw 0."""
-        return [self.s.seed + 1 + j for j in range(self.s.final_seeds)]
+        """Seeds the search never used: after ``seed`` and every seed a stage trained with (e.g.
+        ``--proxy-seeds``); the simulation's task draw is 0."""
+        start = max([self.s.seed, *(s for st in self.stages for s in st.seeds_used())]) + 1
+        return [start + j for j in range(self.s.final_seeds)]
 
     def measure_final(self, record: RunRecord) -> dict | None:
         """The search's result: the best ``final_k`` losses of the archive that train distinctly

@@ -67,6 +67,11 @@ class Stage:
         stage that can be the fitness implements it (the search's final fresh-seed result)."""
         raise NotImplementedError(f"the {self.name} stage cannot re-measure losses")
 
+    def seeds_used(self) -> list[int]:
+        """The training seeds this stage used in the search (the final measurement takes seeds
+        after all of them); none by default."""
+        return []
+
     def state(self) -> dict:
         """JSON-able state to checkpoint (caches, thresholds); empty by default."""
         return {}

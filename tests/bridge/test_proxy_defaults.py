@@ -85,3 +85,34 @@ def test_candidates_that_train_identically_share_one_training(tmp_path):
     assert out.details[0] is None and out.details[3] is None  # index 3 is index 0's own copy
     assert out.details[1] == out.details[4] == {"same_function_as": str(pop[0])}
     assert out.passed.all()
+
+
+def test_proxy_seeds_train_each_candidate_k_times_and_score_the_mean(tmp_path):
+    """--proxy-seeds K: every distinct candidate trained with the search's seed and the K - 1
+    after it, its fitness the mean; a failed seed fails it; the final measurement's fresh seeds
+    come after all of them."""
+    from bridge.search_stages import DetectorSetup, ProxyStage, SearchData
+
+    pop = from_graphs([parse_graph(t, "cls_binary") for t in
+                       ["-log(sigmoid(x))", "-2 * log(sigmoid(x))", "exp(x)"]], "cls_binary", 24)
+    d = DetectorSetup.from_search(dict(branch="cls_binary", seed=5, workers=1, proxy_seeds=3))
+    stage = ProxyStage(d, SearchData("images", "v.json", "t.json", "pv.json", 10, ""), tmp_path,
+                       None, None, print)
+    asked = []
+
+    def train(formulas, seed=None):
+        asked.append(seed)
+        return {k: ({"reason": "nan_loss"} if "exp" in f and seed == 6 else
+                    {"reason": None, "result": {"mAP": 0.1 * (i + 1) + 0.01 * (seed - 5)}})
+                for i, (k, f) in enumerate(formulas.items())}
+
+    stage.train = train
+    assert stage.seeds() == stage.seeds_used() == [5, 6, 7]
+    out = stage.run(pop, np.arange(3), {"generation": 1})
+    assert asked == [5, 6, 7]
+    np.testing.assert_allclose(out.score[:2], [0.11, 0.21], rtol=1e-6)  # means over the seeds
+    assert out.details[0]["per_seed"] == pytest.approx({"5": 0.1, "6": 0.11, "7": 0.12})
+    assert np.isnan(out.score[2]) and out.reasons[2] == "nan_loss" and not out.passed[2]
+    assert "mean mAP over 3 seeds" in stage.describe()
+    with pytest.raises(SettingsError, match="--proxy-seeds: a whole number >= 1"):
+        validate(Settings(proxy_seeds=0))

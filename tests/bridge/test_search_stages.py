@@ -240,3 +240,23 @@ def test_killed_worker_then_sigterm_then_resume_gives_the_undisturbed_report(tmp
     retried = [r for r in _records(run) if any(
         d.get("attempts") == ["crashed", None] for d in r.get("details", {}).values())]
     assert any(r["generation"] == 1 for r in retried)
+
+
+def test_proxy_seeds_train_every_proxy_candidate_k_times_and_the_final_seeds_come_after(tmp_path):
+    out = tmp_path / "run"
+    settings = dict(FAKE, generations=1, population=80, proxy_seeds=2, final_k=1, final_seeds=2,
+                    detector_task="tests.faults:fake_seeded_training")
+    report = run_search(validate(Settings(out=str(out), **settings)), log=lambda *a, **k: None)
+    proxy = [json.loads(line) for line in (out / "detector_results.jsonl").read_text().splitlines()]
+    proxy = [r for r in proxy if r["stage"] == "proxy"]
+    seeds_of: dict = {}
+    for r in proxy:
+        seeds_of.setdefault(r["formula"], set()).add(r["seed"])
+    final = report["final"]
+    assert final["seeds"] == [5, 6]  # the search's seed 3 and the proxy's second seed 4 are used
+    initial = report["initial"]
+    assert seeds_of[initial["formula"]] == {3, 4, 5, 6}  # the search's two, the final's two
+    assert all({3, 4} <= s for s in seeds_of.values())  # every proxy candidate: both seeds
+    mAP = {(r["formula"], r["seed"]): r["result"]["mAP"] for r in proxy if r["reason"] is None}
+    expected = (mAP[initial["formula"], 3] + mAP[initial["formula"], 4]) / 2
+    assert initial["fitness"] == pytest.approx(expected, rel=1e-6)
