@@ -48,7 +48,6 @@ class DetectorSettings:
     verify_min_images: int = 8
     proxy_epochs: int = 1
     proxy_val: int | None = None  # None: 10,000, at most a quarter of the training set
-    proxy_seeds: int = 1
     batch_size: int | None = None  # None: the config's
     executor: str = "local"
     workers: int | None = None  # None: one per GPU (group), else one per core, at most 4
@@ -57,6 +56,7 @@ class DetectorSettings:
     train_timeout: float = 1800.0
     explode_factor: float = 1000.0
     detector_task: str | None = None  # "module:function" training a candidate (None: DEFAULT_TASK)
+    proxy_seeds: int = 1  # last: settings.json keeps the key order of runs saved before it
 
     @classmethod
     def from_search(cls, settings: Mapping) -> "DetectorSettings":

@@ -21,7 +21,7 @@ SAVED_KEYS = [
     "tune_constants", "tune_generations", "out", "detector_config", "data", "images",
     "verify_iters", "verify_min_images", "proxy_epochs", "proxy_val", "batch_size", "executor",
     "workers", "gpus_per_training", "ray_address", "train_timeout", "explode_factor",
-    "detector_task"]
+    "detector_task", "proxy_seeds"]
 """The keys of a run's settings.json (and report.json's settings), in their order: runs saved
 before the plugin contributed its settings resume, and a report of the same seed is the same."""
 
