@@ -104,16 +104,27 @@ def _values_and_derivatives(values, tangents):
 
 def probe_derivatives(losses, branch: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Values and derivatives along :func:`probe_direction` on the probe set, float32 [P, N] each
-    (forward mode, exact: the engine's ``jax.jvp`` of every node)."""
+    (forward mode, exact: the engine's ``jax.jvp`` of every node).
+
+    Evaluated ``batched.MIN_BLOCK`` genomes at a time: one compiled program per branch and genome
+    capacity, whatever the population size (the search calls this with many sizes, and every
+    program a process compiles stays in its memory)."""
     pop = as_population(losses, branch)
     check_valid(pop)
     leaves, direction, num_classes = probe_direction(pop.branch)
-    genomes, block = batched.padded(pop, leaves.shape[1])
-    values, derivatives = batched.evaluate_population(
-        genomes, leaves, direction, num_classes=num_classes, block=block,
-        chunk=batched.DEFAULT_CHUNK, reduce=_values_and_derivatives,
-        tangent_inputs=TRAINED_INPUTS[pop.branch])
-    return np.asarray(values)[: len(pop)], np.asarray(derivatives)[: len(pop)]
+    chunk = batched.MIN_BLOCK
+    values = [np.zeros((0, leaves.shape[1] // num_classes), np.float32)]
+    derivatives = [values[0]]
+    for start in range(0, len(pop), chunk):
+        part = pop[np.arange(start, min(start + chunk, len(pop)))]
+        genomes, block = batched.padded(part, leaves.shape[1])
+        v, d = batched.evaluate_population(
+            genomes, leaves, direction, num_classes=num_classes, block=block,
+            chunk=batched.DEFAULT_CHUNK, reduce=_values_and_derivatives,
+            tangent_inputs=TRAINED_INPUTS[pop.branch])
+        values.append(np.asarray(v)[: len(part)])
+        derivatives.append(np.asarray(d)[: len(part)])
+    return np.concatenate(values), np.concatenate(derivatives)
 
 
 RTOL = 1e-3

@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"best distinct losses kept across generations (default {d.archive_size})")
     p.add_argument("--final-k", type=int, metavar="N",
                    help="after the last generation, measure the N best losses that train "
-                        "distinctly (different gradients) and L_I again with --final-seeds seeds the search "
-                        "never used: the search's result, with mean ± std and the paired "
+                        "distinctly (different gradients) and L_I again with --final-seeds "
+                        "seeds the search never used: the search's result, with mean ± std and "
+                        "the paired "
                         f"difference to L_I (default {d.final_k}; 0: off)")
     p.add_argument("--final-seeds", type=int, metavar="S",
                    help=f"fresh seeds of that final measurement (default {d.final_seeds})")
