@@ -1,7 +1,7 @@
 # fcos_r18-tiny at 256 px, for the embedded data set with 320 px images (`--data embedded:320`):
-# the same objects, at the same pixel sizes, on four times the background, so four times the
-# locations per object (the foreground/background imbalance a focal loss is for) and about four
-# times the compute of the 128 px default. The proxy protocol that reproduces FL > BCE
+# the same objects, at the same pixel sizes, on four times the background, so about four times
+# the negative locations per positive (the imbalance a focal loss is for) and about four times the
+# compute of the 128 px default. The proxy protocol that reproduces FL > BCE
 # (docs/proxy-fidelity.md); see configs/search/proxy-fcos-256.toml.
 _base_ = ['./fcos_r18-tiny.py']
 
